@@ -1,0 +1,61 @@
+# conductor-loop developer tasks. Every target sets up what it needs from scratch.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYO3_PYTHON := $(abspath $(PY))
+export VIRTUAL_ENV := $(abspath $(VENV))
+PYTEST_ARGS ?=
+
+.PHONY: install venv test cargo-test pytest lint fmt bench wheel demo clean
+
+$(VENV)/.deps: requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.deps
+
+## install: venv with pinned tools + editable build of the package (Rust core in release mode)
+install: venv
+	$(VENV)/bin/maturin develop --release -q
+
+## test: cargo test, then the whole pytest suite
+test: install cargo-test pytest
+
+cargo-test: venv
+	cargo test --quiet
+
+pytest: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## lint: rustfmt, clippy, ruff, mypy
+lint: install
+	cargo fmt --check
+	cargo clippy --all-targets --quiet -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/mypy
+
+fmt: venv
+	cargo fmt
+	$(VENV)/bin/ruff check --fix python tests benches
+
+## bench: benchmarks, each printed beside its baseline measured in the same run
+bench: install
+	$(PY) -m pytest benches -p no:cacheprovider --benchmark-json=bench-report.json -q -s $(PYTEST_ARGS)
+	$(PY) benches/report.py bench-report.json
+
+## wheel: abi3 manylinux wheel into dist/
+wheel: venv
+	$(VENV)/bin/maturin build --release -q -o dist
+
+## demo: a demo handoff directory processed once with the built-in porch
+demo: install
+	rm -rf demo && $(PY) -m conductor_loop.demo demo
+	$(VENV)/bin/conductor-loop run --once --handoff demo/handoff --out demo/out; rc=$$?; \
+	  echo "exit code $$rc (8 = some intents of this run failed, as the demo intends)"; \
+	  find demo -type f | sort; \
+	  test $$rc -eq 0 -o $$rc -eq 8
+
+clean:
+	rm -rf target dist demo $(VENV) .pytest_cache .mypy_cache .ruff_cache bench-report.json

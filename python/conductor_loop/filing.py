@@ -1,0 +1,97 @@
+"""Status files and error logs (SPEC §2).
+
+A status file is JSON written atomically (temp file + rename) under ``status/``; an error log sits
+beside a failed intent in ``failed/``. Neither is fsynced one by one: the supervisor makes a whole
+batch durable with one ``syncfs`` before it commits the state (group commit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from conductor_loop import _core
+from conductor_loop.names import error_log_name, status_name
+
+PROCESSED_BY = "conductor-loop"
+
+
+def rfc3339(ts: float | None = None) -> str:
+    """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-01-15T10:15:02.123Z``."""
+    if ts is None:
+        ts = time.time()
+    whole = int(ts)
+    ms = int((ts - whole) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
+
+
+def status_doc(
+    *,
+    intent_file: str,
+    status: str,
+    message: str,
+    mode: str,
+    porch_path: str,
+    sha256: str | None,
+    size: int | None,
+    duration_ms: float | None,
+    exit_code: int | None,
+    attempts: int,
+    worker: int | None,
+    moved_to: str | None,
+    output_dir: str | None,
+    correlation_id: str | None,
+    ts: float | None = None,
+) -> dict[str, Any]:
+    """Build the status document with every field SPEC §2 requires."""
+    return {
+        "intent_file": intent_file,
+        "status": status,
+        "message": message,
+        "timestamp": rfc3339(ts),
+        "processed_by": PROCESSED_BY,
+        "mode": mode,
+        "porch_path": porch_path,
+        "sha256": sha256,
+        "size": size,
+        "duration_ms": None if duration_ms is None else round(duration_ms, 3),
+        "exit_code": exit_code,
+        "attempts": attempts,
+        "worker": worker,
+        "moved_to": moved_to,
+        "output_dir": output_dir,
+        "correlation_id": correlation_id,
+    }
+
+
+def write_status(status_dir: str, doc: dict[str, Any], *, fsync: bool = False) -> str:
+    """Write ``doc`` atomically as ``status_dir/<intent_file>.status``; returns the path."""
+    path = os.path.join(status_dir, status_name(str(doc["intent_file"])))
+    _core.write_atomic(path, json.dumps(doc, indent=2).encode() + b"\n", fsync)
+    return path
+
+
+def write_error_log(failed_dir: str, filed_name: str, text: str, *, fsync: bool = False) -> str:
+    """Write the error log of a failed intent filed as ``failed_dir/filed_name``; returns its path."""
+    path = os.path.join(failed_dir, error_log_name(filed_name))
+    _core.write_atomic(path, text.encode("utf-8", "replace"), fsync)
+    return path
+
+
+def error_log_text(
+    *, intent_file: str, message: str, exit_code: int | None, stderr_tail: str, stdout_tail: str, ts: float
+) -> str:
+    """The body of an error log: why it failed, porch's exit code and the tails of its output."""
+    lines = [
+        f"intent: {intent_file}",
+        f"time: {rfc3339(ts)}",
+        f"reason: {message}",
+        f"exit_code: {exit_code if exit_code is not None else '-'}",
+    ]
+    if stderr_tail:
+        lines += ["--- stderr (last 64 KiB) ---", stderr_tail.rstrip("\n")]
+    if stdout_tail:
+        lines += ["--- stdout (last 64 KiB) ---", stdout_tail.rstrip("\n")]
+    return "\n".join(lines) + "\n"

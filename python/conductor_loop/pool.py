@@ -1,0 +1,270 @@
+"""The worker pool: pre-started worker processes the supervisor feeds with small batches.
+
+Shaped like gunicorn's arbiter rather than ``concurrent.futures``: each worker is a
+``multiprocessing`` process (``forkserver`` start method, so the supervisor never forks once the
+Rust watcher's threads run) with its own duplex pipe. The supervisor knows exactly which batches
+each worker holds, so a worker that dies is reaped, replaced, and its intents requeued; a worker
+whose heartbeat stalls is killed. Workers can be added and retired one at a time (autoscaling,
+SIGTTIN/SIGTTOU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from conductor_loop.worker import FAILED_OUTCOME, RETRY, IntentProcessor, WorkerSettings, WorkItem, WorkResult
+
+#: Heartbeat slots (one per concurrently live worker).
+MAX_SLOTS = 256
+#: Sent by the supervisor to make a worker stop now (it kills porch's process group on the way out).
+ABORT_SIGNAL = signal.SIGUSR1
+
+
+def _worker_main(slot: int, settings: WorkerSettings, conn: Connection, heartbeat: Any) -> None:
+    """Entry point of a worker process: process batches until told to stop or the pipe closes."""
+    # The supervisor decides when workers stop: Ctrl-C on a terminal, or a SIGTERM sent to the whole
+    # process group or cgroup, must not cut a worker short; it finishes what it holds.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+
+    def _abort(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the executor, which kills porch's group
+
+    signal.signal(ABORT_SIGNAL, _abort)
+    processor = IntentProcessor(settings, slot + 1)
+    while True:
+        try:
+            batch = conn.recv()
+        except (EOFError, OSError):
+            break
+        if batch is None:
+            break
+        results: list[WorkResult] = []
+        for item in batch:
+            heartbeat[slot] = time.monotonic()
+            try:
+                results.append(processor.process(item))
+            except Exception as exc:  # noqa: BLE001 - a worker reports, never dies, on a bad intent
+                final = item.attempt > settings.retries
+                results.append(
+                    WorkResult(
+                        path=item.path,
+                        outcome=FAILED_OUTCOME if final else RETRY,
+                        message=f"internal error in worker: {type(exc).__name__}: {exc}",
+                        attempt=item.attempt,
+                        worker=slot + 1,
+                    )
+                )
+        heartbeat[slot] = 0.0
+        try:
+            conn.send(results)
+        except (BrokenPipeError, OSError):
+            break
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """The supervisor's view of one worker process."""
+
+    slot: int
+    proc: BaseProcess
+    conn: Connection
+    started: float
+    inflight: deque[list[WorkItem]] = field(default_factory=deque)
+    retiring: bool = False
+
+    @property
+    def id(self) -> int:
+        """Worker number shown in logs and status files (1-based)."""
+        return self.slot + 1
+
+    @property
+    def load(self) -> int:
+        """Number of intents this worker holds."""
+        return sum(len(b) for b in self.inflight)
+
+
+@dataclass(slots=True)
+class Death:
+    """A worker that exited or was killed, with the intents it held."""
+
+    worker: WorkerHandle
+    exitcode: int | None
+    lost: list[WorkItem]
+    reason: str
+
+
+class Pool:
+    """Worker processes plus the bookkeeping to feed, reap and resize them."""
+
+    def __init__(self, settings: WorkerSettings, *, start_method: str = "forkserver") -> None:
+        self.settings = settings
+        self.ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            self.ctx.set_forkserver_preload(["conductor_loop.worker", "conductor_loop.pool"])
+        self.heartbeat: Any = self.ctx.Array("d", MAX_SLOTS, lock=False)
+        self.workers: dict[int, WorkerHandle] = {}
+        self._by_conn: dict[int, WorkerHandle] = {}
+        self._by_sentinel: dict[int, WorkerHandle] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def spawn(self) -> WorkerHandle:
+        """Start one worker in the lowest free slot."""
+        slot = next(s for s in range(MAX_SLOTS) if s not in self.workers)
+        parent, child = self.ctx.Pipe(duplex=True)
+        self.heartbeat[slot] = 0.0
+        proc = self.ctx.Process(  # type: ignore[attr-defined]
+            target=_worker_main,
+            args=(slot, self.settings, child, self.heartbeat),
+            name=f"conductor-worker-{slot + 1}",
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        w = WorkerHandle(slot=slot, proc=proc, conn=parent, started=time.monotonic())
+        self.workers[slot] = w
+        self._by_conn[id(parent)] = w
+        self._by_sentinel[proc.sentinel] = w
+        return w
+
+    def retire(self, w: WorkerHandle) -> None:
+        """Ask a worker to exit once it has returned what it holds."""
+        w.retiring = True
+        if not w.inflight:
+            with contextlib.suppress(OSError):
+                w.conn.send(None)
+
+    def kill(self, w: WorkerHandle, sig: int = signal.SIGKILL) -> None:
+        """Signal a worker (``ABORT_SIGNAL`` lets it stop porch's process group first)."""
+        if w.proc.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.proc.pid, sig)
+
+    def _forget(self, w: WorkerHandle) -> None:
+        self.workers.pop(w.slot, None)
+        self._by_conn.pop(id(w.conn), None)
+        self._by_sentinel.pop(w.proc.sentinel, None)
+        self.heartbeat[w.slot] = 0.0
+        with contextlib.suppress(OSError):
+            w.conn.close()
+
+    # -- feeding -----------------------------------------------------------------------------
+    def send(self, w: WorkerHandle, batch: list[WorkItem]) -> bool:
+        """Hand a batch to a worker; False if its pipe is gone (it will be reaped)."""
+        try:
+            w.conn.send(batch)
+        except (BrokenPipeError, OSError):
+            return False
+        w.inflight.append(batch)
+        return True
+
+    def wait_objects(self) -> list[Any]:
+        """Connections and sentinels to include in ``multiprocessing.connection.wait``."""
+        objs: list[Any] = []
+        for w in self.workers.values():
+            objs.append(w.conn)
+            objs.append(w.proc.sentinel)
+        return objs
+
+    def collect(self, ready: Sequence[Any]) -> tuple[list[tuple[WorkerHandle, list[WorkResult]]], list[Death]]:
+        """Read results from ready connections and reap workers whose sentinel fired."""
+        results: list[tuple[WorkerHandle, list[WorkResult]]] = []
+        dead: list[WorkerHandle] = []
+        for obj in ready:
+            if isinstance(obj, int):
+                w = self._by_sentinel.get(obj)
+                if w is not None and w not in dead:
+                    dead.append(w)
+                continue
+            w = self._by_conn.get(id(obj))
+            if w is None:
+                continue
+            try:
+                while w.conn.poll():
+                    got: list[WorkResult] = w.conn.recv()
+                    if w.inflight:
+                        w.inflight.popleft()
+                    results.append((w, got))
+                    if w.retiring and not w.inflight:
+                        with contextlib.suppress(OSError):
+                            w.conn.send(None)
+            except (EOFError, OSError):
+                if w not in dead:
+                    dead.append(w)
+        deaths = [self._reap(w) for w in dead]
+        return results, deaths
+
+    def _reap(self, w: WorkerHandle, reason: str = "") -> Death:
+        w.proc.join(timeout=5.0)
+        code = w.proc.exitcode
+        if code is None:  # pipe broke but the process lingers
+            self.kill(w)
+            w.proc.join(timeout=5.0)
+            code = w.proc.exitcode
+        lost = [item for batch in w.inflight for item in batch]
+        w.inflight.clear()
+        self._forget(w)
+        if not reason:
+            if code is not None and code < 0:
+                reason = f"worker {w.id} killed by signal {signal.Signals(-code).name}"
+            else:
+                reason = f"worker {w.id} exited with code {code}"
+        return Death(worker=w, exitcode=code, lost=lost, reason=reason)
+
+    def stalled(self, limit: float) -> list[Death]:
+        """Kill and reap workers that hold work but have not heartbeaten for ``limit`` seconds."""
+        now = time.monotonic()
+        out = []
+        for w in list(self.workers.values()):
+            beat = self.heartbeat[w.slot]
+            if w.inflight and beat and now - beat > limit:
+                self.kill(w, ABORT_SIGNAL)
+                w.proc.join(timeout=6.0)
+                if w.proc.exitcode is None:
+                    self.kill(w)
+                out.append(self._reap(w, f"worker {w.id} stopped heartbeating for {now - beat:.0f}s; killed"))
+        return out
+
+    # -- views -------------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Live workers not being retired."""
+        return sum(1 for w in self.workers.values() if not w.retiring)
+
+    @property
+    def busy(self) -> int:
+        """Workers holding at least one batch."""
+        return sum(1 for w in self.workers.values() if w.inflight)
+
+    def idle_workers(self) -> list[WorkerHandle]:
+        """Workers that are not retiring, least loaded first."""
+        return sorted((w for w in self.workers.values() if not w.retiring), key=lambda w: w.load)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask every worker to exit, wait up to ``timeout``, then SIGTERM and SIGKILL stragglers."""
+        for w in list(self.workers.values()):
+            with contextlib.suppress(OSError):
+                w.conn.send(None)
+        deadline = time.monotonic() + timeout
+        for w in list(self.workers.values()):
+            w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for sig, grace in ((ABORT_SIGNAL, 6.0), (signal.SIGKILL, 5.0)):
+            left = [w for w in self.workers.values() if w.proc.exitcode is None]
+            if not left:
+                break
+            for w in left:
+                self.kill(w, sig)
+            for w in left:
+                w.proc.join(timeout=grace)
+        for w in list(self.workers.values()):
+            self._forget(w)

@@ -1,0 +1,331 @@
+//! `conductor_loop._core`: the Rust core of conductor-loop, exposed to Python with PyO3.
+//!
+//! The logic lives in plain-Rust modules ([`hash`], [`fsops`], [`watcher`]) that are unit-tested
+//! with `cargo test`; this file only converts arguments, releases the GIL around every blocking
+//! call (`py.detach`) and maps [`error::CoreError`] to Python `OSError` subclasses.
+
+pub mod error;
+pub mod fsops;
+pub mod glob;
+pub mod hash;
+pub mod watcher;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+
+use crate::error::{CoreError, ErrorKind};
+
+create_exception!(
+    conductor_loop._core,
+    NotRegularFile,
+    PyOSError,
+    "The path is a symlink, FIFO, socket, device or directory (never opened in a blocking way)."
+);
+create_exception!(
+    conductor_loop._core,
+    FileTooLarge,
+    PyOSError,
+    "The file is larger than the ``max_size`` the caller allowed (``errno`` is EFBIG)."
+);
+
+/// Convert a core error into the matching Python exception (errno and filename set).
+fn to_pyerr(e: CoreError) -> PyErr {
+    match e.kind {
+        ErrorKind::Value => PyValueError::new_err(e.to_string()),
+        ErrorKind::NotRegular => NotRegularFile::new_err((e.errno, e.msg, e.filename)),
+        ErrorKind::TooLarge => FileTooLarge::new_err((e.errno, e.msg, e.filename)),
+        ErrorKind::Os => match e.filename2 {
+            None => PyOSError::new_err((e.errno, e.msg, e.filename)),
+            Some(f2) => PyOSError::new_err((e.errno, e.msg, e.filename, Option::<i32>::None, f2)),
+        },
+    }
+}
+
+/// Streamed SHA-256 of a regular file: ``(hex digest, size in bytes)``.
+#[pyfunction]
+#[pyo3(signature = (path, max_size=None))]
+fn sha256_file(py: Python<'_>, path: PathBuf, max_size: Option<u64>) -> PyResult<(String, u64)> {
+    py.detach(|| hash::sha256_file(&path, max_size))
+        .map_err(to_pyerr)
+}
+
+/// Read a regular file whole and hash exactly the bytes returned: ``(hex digest, content)``.
+#[pyfunction]
+#[pyo3(signature = (path, max_size=None))]
+fn sha256_read<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    max_size: Option<u64>,
+) -> PyResult<(String, Bound<'py, PyBytes>)> {
+    let (hex, data) = py
+        .detach(|| hash::sha256_read(&path, max_size))
+        .map_err(to_pyerr)?;
+    Ok((hex, PyBytes::new(py, &data)))
+}
+
+/// ``sha256_file`` for many paths in parallel; per path a result or the exception object, in order.
+#[pyfunction]
+#[pyo3(signature = (paths, threads=0))]
+fn sha256_files(
+    py: Python<'_>,
+    paths: &Bound<'_, PyAny>,
+    threads: usize,
+) -> PyResult<Vec<Py<PyAny>>> {
+    if paths.is_instance_of::<PyString>() || paths.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(
+            "paths must be a sequence of paths, not a single string",
+        ));
+    }
+    let mut owned: Vec<PathBuf> = Vec::with_capacity(paths.len().unwrap_or(0));
+    for item in paths.try_iter()? {
+        let item = item?;
+        // Fast path: a str that is valid UTF-8 (no surrogate escapes) is used as is.
+        let fast = match item.cast::<PyString>() {
+            Ok(s) => s.to_str().ok().map(PathBuf::from),
+            Err(_) => None,
+        };
+        owned.push(match fast {
+            Some(p) => p,
+            None => item.extract::<PathBuf>()?,
+        });
+    }
+    let paths = owned;
+    let results = py.detach(|| hash::sha256_files(&paths, threads));
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        let obj = match r {
+            Ok(pair) => pair.into_pyobject(py)?.into_any().unbind(),
+            Err(e) => to_pyerr(e).into_value(py).into_any(),
+        };
+        out.push(obj);
+    }
+    Ok(out)
+}
+
+/// Move ``src`` into ``dst_dir`` (as ``name``) without ever overwriting; returns the final path.
+#[pyfunction]
+#[pyo3(signature = (src, dst_dir, name=None))]
+fn move_noclobber(
+    py: Python<'_>,
+    src: PathBuf,
+    dst_dir: PathBuf,
+    name: Option<PathBuf>,
+) -> PyResult<OsString> {
+    py.detach(|| fsops::move_noclobber(&src, &dst_dir, name.as_deref().map(|n| n.as_os_str())))
+        .map_err(to_pyerr)
+}
+
+/// Write ``data`` atomically to ``path`` (temp file, fsync, rename, fsync directory).
+#[pyfunction]
+#[pyo3(signature = (path, data, fsync=true))]
+fn write_atomic(py: Python<'_>, path: PathBuf, data: &[u8], fsync: bool) -> PyResult<()> {
+    py.detach(|| fsops::write_atomic(&path, data, fsync))
+        .map_err(to_pyerr)
+}
+
+/// Atomically swap two paths (``renameat2(RENAME_EXCHANGE)``).
+#[pyfunction]
+fn rename_exchange(py: Python<'_>, a: PathBuf, b: PathBuf) -> PyResult<()> {
+    py.detach(|| fsops::rename_exchange(&a, &b))
+        .map_err(to_pyerr)
+}
+
+/// ``syncfs(2)`` on the filesystem holding ``path``.
+#[pyfunction]
+fn syncfs(py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    py.detach(|| fsops::syncfs(&path)).map_err(to_pyerr)
+}
+
+/// fsync a directory so that renames and unlinks in it are durable.
+#[pyfunction]
+fn fsync_dir(py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    py.detach(|| fsops::fsync_dir(&path)).map_err(to_pyerr)
+}
+
+/// One result of :meth:`Watcher.next_batch`.
+#[pyclass(module = "conductor_loop._core", name = "Batch", frozen)]
+struct PyBatch {
+    paths: Vec<OsString>,
+    rescan: bool,
+    events: u64,
+}
+
+impl PyBatch {
+    fn from_core(b: watcher::Batch) -> Self {
+        PyBatch {
+            paths: b.paths.into_iter().map(PathBuf::into_os_string).collect(),
+            rescan: b.rescan,
+            events: b.events,
+        }
+    }
+}
+
+#[pymethods]
+impl PyBatch {
+    /// Settled paths, oldest first (absolute, as strings).
+    #[getter]
+    fn paths(&self) -> Vec<OsString> {
+        self.paths.clone()
+    }
+
+    /// True when events may have been lost (overflow, lost watch, directory replaced).
+    #[getter]
+    fn rescan(&self) -> bool {
+        self.rescan
+    }
+
+    /// Raw inotify events consumed since the previous batch.
+    #[getter]
+    fn events(&self) -> u64 {
+        self.events
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Batch(paths={:?}, rescan={}, events={})",
+            self.paths,
+            if self.rescan { "True" } else { "False" },
+            self.events
+        )
+    }
+
+    fn __len__(&self) -> usize {
+        self.paths.len()
+    }
+}
+
+/// Longest time `next_batch` stays without the GIL before checking for signals.
+const SIGNAL_SLICE: Duration = Duration::from_millis(100);
+
+/// Inotify watcher of one directory that emits a path once it settled (quiet for
+/// ``debounce_ms`` after a close-write or a rename into the directory).
+#[pyclass(module = "conductor_loop._core", name = "Watcher", frozen)]
+struct PyWatcher {
+    inner: watcher::Watcher,
+}
+
+#[pymethods]
+impl PyWatcher {
+    #[new]
+    #[pyo3(signature = (dir, patterns, debounce_ms))]
+    fn new(
+        py: Python<'_>,
+        dir: PathBuf,
+        patterns: Vec<String>,
+        debounce_ms: u64,
+    ) -> PyResult<Self> {
+        let inner = py
+            .detach(|| watcher::Watcher::new(&dir, &patterns, Duration::from_millis(debounce_ms)))
+            .map_err(to_pyerr)?;
+        Ok(PyWatcher { inner })
+    }
+
+    /// Wait up to ``timeout_ms`` for settled paths or a rescan; checks for signals every 100 ms.
+    /// Raises ``ValueError`` when the watcher is closed (a call blocked while ``close()`` runs in
+    /// another thread returns an empty batch).
+    fn next_batch(&self, py: Python<'_>, timeout_ms: u64) -> PyResult<PyBatch> {
+        if self.inner.is_closed() {
+            return Err(PyValueError::new_err("next_batch on a closed Watcher"));
+        }
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        loop {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(SIGNAL_SLICE);
+            match py.detach(|| self.inner.wait_batch(slice)) {
+                Ok(Some(b)) => return Ok(PyBatch::from_core(b)),
+                Ok(None) => {}
+                Err(_) => return Ok(PyBatch::from_core(watcher::Batch::default())),
+            }
+            py.check_signals()?;
+            if Instant::now() >= deadline {
+                return Ok(PyBatch::from_core(self.inner.take_batch()));
+            }
+        }
+    }
+
+    /// Paths seen modified that have not settled yet (and settled ones not yet taken).
+    fn pending(&self) -> Vec<OsString> {
+        self.inner
+            .pending()
+            .into_iter()
+            .map(PathBuf::into_os_string)
+            .collect()
+    }
+
+    /// Change the quiet period (for SIGHUP reloads).
+    fn set_debounce(&self, debounce_ms: u64) {
+        self.inner.set_debounce(Duration::from_millis(debounce_ms));
+    }
+
+    /// False once the watch is lost and could not be re-added, or after close().
+    fn is_alive(&self) -> bool {
+        self.inner.is_alive()
+    }
+
+    /// The last I/O error the watcher thread recorded, or None.
+    fn last_error(&self) -> Option<String> {
+        self.inner.last_error()
+    }
+
+    /// Stop watching; idempotent.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.inner.close());
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<Bound<'_, PyAny>>,
+        _exc: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) {
+        self.close(py);
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Watcher({:?}, alive={})",
+            self.inner.dir(),
+            if self.inner.is_alive() {
+                "True"
+            } else {
+                "False"
+            }
+        )
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("NotRegularFile", py.get_type::<NotRegularFile>())?;
+    m.add("FileTooLarge", py.get_type::<FileTooLarge>())?;
+    m.add_function(wrap_pyfunction!(sha256_file, m)?)?;
+    m.add_function(wrap_pyfunction!(sha256_read, m)?)?;
+    m.add_function(wrap_pyfunction!(sha256_files, m)?)?;
+    m.add_function(wrap_pyfunction!(move_noclobber, m)?)?;
+    m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
+    m.add_function(wrap_pyfunction!(rename_exchange, m)?)?;
+    m.add_function(wrap_pyfunction!(syncfs, m)?)?;
+    m.add_function(wrap_pyfunction!(fsync_dir, m)?)?;
+    m.add_class::<PyBatch>()?;
+    m.add_class::<PyWatcher>()?;
+    m.add("MOVE_TEMP_MARKER", fsops::MOVE_TEMP_MARKER)?;
+    m.add("ATOMIC_TEMP_MARKER", fsops::ATOMIC_TEMP_MARKER)?;
+    m.add("TEMP_SUFFIX", fsops::TEMP_SUFFIX)?;
+    m.add("NAME_MAX", fsops::NAME_MAX)?;
+    Ok(())
+}

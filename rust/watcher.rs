@@ -1,0 +1,712 @@
+//! Inotify watcher of one directory with a per-path quiet-period coalescer.
+//!
+//! A background thread reads inotify events and keeps, per matching name, whether the file was
+//! closed after writing (`IN_CLOSE_WRITE`) or renamed in (`IN_MOVED_TO`) — "armed" — and when it
+//! last saw any event for it. An armed name that stays quiet for the debounce period is
+//! "settled" and handed out by [`Watcher::wait_batch`]. A later `IN_MODIFY`/`IN_CREATE` disarms
+//! it again (someone is writing), a later close-write re-arms it. A name deleted or renamed away
+//! before it is handed out is dropped. Overflow, a lost watch or a replaced directory set the
+//! `rescan` flag; a lost watch is re-added (every 100 ms) as soon as the directory exists again.
+//!
+//! The thread never panics on I/O errors: they are recorded ([`Watcher::last_error`]) and turn
+//! into `rescan` / not alive.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io::ErrorKind as IoKind;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::fs::{statat, AtFlags, CWD};
+
+use crate::error::{CoreError, Result};
+use crate::glob::fnmatch;
+
+/// How often the thread retries a lost watch.
+const RETRY_LOST: Duration = Duration::from_millis(100);
+/// How often the thread checks that the path still names the watched directory.
+const CHECK_IDENTITY: Duration = Duration::from_secs(1);
+/// Inotify read buffer.
+const EVENT_BUF: usize = 64 * 1024;
+
+fn watch_mask() -> WatchMask {
+    WatchMask::CLOSE_WRITE
+        | WatchMask::MOVED_TO
+        | WatchMask::MODIFY
+        | WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MOVED_FROM
+        | WatchMask::ATTRIB
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+        | WatchMask::ONLYDIR
+        | WatchMask::EXCL_UNLINK
+}
+
+/// One result of [`Watcher::wait_batch`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Settled paths, oldest-ready first (absolute).
+    pub paths: Vec<PathBuf>,
+    /// Events may have been lost: the caller must rescan the directory.
+    pub rescan: bool,
+    /// Raw inotify events consumed since the previous batch.
+    pub events: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Closed after writing / renamed in, and not written since.
+    armed: bool,
+    /// Time of the last event for this name.
+    last: Instant,
+    /// When it was (last) armed, and a sequence number to break ties.
+    ready_at: Instant,
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    entries: HashMap<Vec<u8>, Entry>,
+    settled: Vec<Vec<u8>>,
+    settled_set: HashSet<Vec<u8>>,
+    rescan: bool,
+    events: u64,
+    /// The watch is in place.
+    watching: bool,
+    closed: bool,
+    thread_dead: bool,
+    debounce: Duration,
+    seq: u64,
+    last_error: Option<String>,
+}
+
+impl State {
+    fn unsettle(&mut self, name: &[u8]) -> bool {
+        if self.settled_set.remove(name) {
+            self.settled.retain(|n| n.as_slice() != name);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn forget_all(&mut self) {
+        self.entries.clear();
+        self.settled.clear();
+        self.settled_set.clear();
+    }
+
+    /// Move names that stayed quiet long enough from `entries` to `settled`. Returns whether
+    /// any settled, and the next deadline of a still-armed entry.
+    fn settle(&mut self, now: Instant) -> (bool, Option<Instant>) {
+        let mut due: Vec<(Instant, u64, Vec<u8>)> = Vec::new();
+        let mut next: Option<Instant> = None;
+        for (name, e) in &self.entries {
+            if !e.armed {
+                continue;
+            }
+            let deadline = e.last + self.debounce;
+            if deadline <= now {
+                due.push((e.ready_at, e.seq, name.clone()));
+            } else {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+            }
+        }
+        if due.is_empty() {
+            return (false, next);
+        }
+        due.sort();
+        for (_, _, name) in due {
+            self.entries.remove(&name);
+            if self.settled_set.insert(name.clone()) {
+                self.settled.push(name);
+            }
+        }
+        (true, next)
+    }
+
+    /// Apply one event for a (matching, non-hidden) name.
+    fn apply(&mut self, name: &[u8], mask: EventMask, now: Instant) {
+        if mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
+            self.entries.remove(name);
+            self.unsettle(name);
+            return;
+        }
+        let arm = mask.intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO);
+        let write = mask.intersects(EventMask::MODIFY | EventMask::CREATE);
+        let was_settled = self.unsettle(name);
+        if !arm && !write && !was_settled && !self.entries.contains_key(name) {
+            // IN_ATTRIB on a file we are not tracking (e.g. a touch of an old file).
+            return;
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        let e = self.entries.entry(name.to_vec()).or_insert(Entry {
+            armed: was_settled,
+            last: now,
+            ready_at: now,
+            seq,
+        });
+        e.last = now;
+        if arm {
+            e.armed = true;
+            e.ready_at = now;
+            e.seq = seq;
+        } else if write {
+            e.armed = false;
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cond: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A watcher of one directory; see the module documentation.
+pub struct Watcher {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    wake: Arc<OwnedFd>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+    statat(CWD, dir, AtFlags::empty())
+        .ok()
+        .map(|st| (st.st_dev, st.st_ino))
+}
+
+fn poke(fd: &OwnedFd) {
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+impl Watcher {
+    /// Start watching `dir` for names matching one of `patterns` (hidden names never match).
+    pub fn new(dir: &Path, patterns: &[String], debounce: Duration) -> Result<Watcher> {
+        let dir = std::path::absolute(dir).map_err(|e| CoreError::io(&e, "absolute path", dir))?;
+        let inotify = Inotify::init().map_err(|e| CoreError::io(&e, "inotify_init", &dir))?;
+        let wd = inotify
+            .watches()
+            .add(&dir, watch_mask())
+            .map_err(|e| CoreError::io(&e, "inotify_add_watch", &dir))?;
+        let ident = dir_identity(&dir);
+        let wake = Arc::new(
+            eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+                .map_err(|e| CoreError::rx(e, "eventfd", &dir))?,
+        );
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                settled: Vec::new(),
+                settled_set: HashSet::new(),
+                rescan: false,
+                events: 0,
+                watching: true,
+                closed: false,
+                thread_dead: false,
+                debounce,
+                seq: 0,
+                last_error: None,
+            }),
+            cond: Condvar::new(),
+        });
+        let mut worker = Worker {
+            dir: dir.clone(),
+            patterns: patterns.to_vec(),
+            inotify,
+            wd: Some(wd),
+            ident,
+            shared: Arc::clone(&shared),
+            wake: Arc::clone(&wake),
+        };
+        let thread_shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("cl-watcher".into())
+            .spawn(move || {
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run()));
+                let mut st = thread_shared.lock();
+                if ok.is_err() {
+                    st.last_error = Some("watcher thread panicked".into());
+                    st.rescan = true;
+                }
+                st.thread_dead = true;
+                st.watching = false;
+                drop(st);
+                thread_shared.cond.notify_all();
+            })
+            .map_err(|e| CoreError::io(&e, "spawn watcher thread", &dir))?;
+        Ok(Watcher {
+            dir,
+            shared,
+            wake,
+            thread: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// The watched directory (absolute).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn take(&self, st: &mut State) -> Batch {
+        let names = std::mem::take(&mut st.settled);
+        st.settled_set.clear();
+        let b = Batch {
+            paths: names
+                .iter()
+                .map(|n| self.dir.join(OsStr::from_bytes(n)))
+                .collect(),
+            rescan: st.rescan,
+            events: st.events,
+        };
+        st.rescan = false;
+        st.events = 0;
+        b
+    }
+
+    /// Wait up to `max_wait` for settled paths or a rescan. `Some(batch)` when there is one,
+    /// `None` on timeout (nothing taken), `Err` (EBADF) when closed.
+    pub fn wait_batch(&self, max_wait: Duration) -> Result<Option<Batch>> {
+        let deadline = Instant::now() + max_wait;
+        let mut st = self.shared.lock();
+        loop {
+            if st.closed {
+                return Err(CoreError::os(libc::EBADF, "watcher is closed", &self.dir));
+            }
+            if !st.settled.is_empty() || st.rescan {
+                return Ok(Some(self.take(&mut st)));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            st = self
+                .shared
+                .cond
+                .wait_timeout(st, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// Take whatever there is now (possibly an empty batch); resets the event count.
+    pub fn take_batch(&self) -> Batch {
+        let mut st = self.shared.lock();
+        self.take(&mut st)
+    }
+
+    /// Paths seen modified that have not settled, plus settled ones not yet taken.
+    pub fn pending(&self) -> Vec<PathBuf> {
+        let st = self.shared.lock();
+        let mut v: Vec<(Instant, u64, &Vec<u8>)> = st
+            .entries
+            .iter()
+            .map(|(n, e)| (e.ready_at, e.seq, n))
+            .collect();
+        v.sort();
+        st.settled
+            .iter()
+            .chain(v.into_iter().map(|(_, _, n)| n))
+            .map(|n| self.dir.join(OsStr::from_bytes(n)))
+            .collect()
+    }
+
+    /// Change the quiet period.
+    pub fn set_debounce(&self, debounce: Duration) {
+        self.shared.lock().debounce = debounce;
+        poke(&self.wake);
+    }
+
+    /// False once the watch is lost and could not be re-added, the thread died, or closed.
+    pub fn is_alive(&self) -> bool {
+        let st = self.shared.lock();
+        !st.closed && !st.thread_dead && st.watching
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().closed
+    }
+
+    /// The last I/O error the thread recorded, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.lock().last_error.clone()
+    }
+
+    /// Stop the thread and close the inotify descriptor; idempotent.
+    pub fn close(&self) {
+        {
+            let mut st = self.shared.lock();
+            st.closed = true;
+        }
+        self.shared.cond.notify_all();
+        poke(&self.wake);
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The background thread's side.
+struct Worker {
+    dir: PathBuf,
+    patterns: Vec<String>,
+    inotify: Inotify,
+    wd: Option<WatchDescriptor>,
+    ident: Option<(u64, u64)>,
+    shared: Arc<Shared>,
+    wake: Arc<OwnedFd>,
+}
+
+impl Worker {
+    fn matches(&self, name: &[u8]) -> bool {
+        if name.first() == Some(&b'.') {
+            return false;
+        }
+        let text = String::from_utf8_lossy(name);
+        self.patterns.iter().any(|p| fnmatch(p, &text))
+    }
+
+    fn record_error(&self, st: &mut State, msg: String) {
+        st.last_error = Some(msg);
+        st.rescan = true;
+    }
+
+    /// The watch is gone (directory deleted, moved, replaced, unmounted).
+    fn lost(&mut self, st: &mut State) {
+        if let Some(wd) = self.wd.take() {
+            // Ignore errors: the kernel may have removed it already.
+            let _ = self.inotify.watches().remove(wd);
+        }
+        self.ident = None;
+        st.forget_all();
+        st.rescan = true;
+        st.watching = false;
+    }
+
+    /// Try to (re-)add the watch on the path; on success the caller must rescan.
+    fn try_readd(&mut self, st: &mut State) {
+        match self.inotify.watches().add(&self.dir, watch_mask()) {
+            Ok(wd) => {
+                self.wd = Some(wd);
+                self.ident = dir_identity(&self.dir);
+                st.watching = true;
+                st.rescan = true;
+            }
+            Err(e) => {
+                st.watching = false;
+                st.last_error = Some(format!("re-adding watch on {}: {e}", self.dir.display()));
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        let mut buf = vec![0u8; EVENT_BUF];
+        let mut next_check = Instant::now() + CHECK_IDENTITY;
+        let mut next_deadline: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let mut wait = if self.wd.is_some() {
+                next_check.saturating_duration_since(now)
+            } else {
+                RETRY_LOST
+            };
+            if let Some(d) = next_deadline {
+                wait = wait.min(d.saturating_duration_since(now));
+            }
+            let ts = Timespec::try_from(wait).unwrap_or(Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            });
+            let (ino_ready, wake_ready) = {
+                let mut fds = [
+                    PollFd::new(&self.inotify, PollFlags::IN),
+                    PollFd::new(&*self.wake, PollFlags::IN),
+                ];
+                match poll(&mut fds, Some(&ts)) {
+                    Ok(_) => (!fds[0].revents().is_empty(), !fds[1].revents().is_empty()),
+                    Err(rustix::io::Errno::INTR) => (false, false),
+                    Err(e) => {
+                        let mut st = self.shared.lock();
+                        self.record_error(&mut st, format!("poll: {e}"));
+                        drop(st);
+                        std::thread::sleep(Duration::from_millis(10));
+                        (true, true)
+                    }
+                }
+            };
+            if wake_ready {
+                let mut b = [0u8; 8];
+                let _ = rustix::io::read(self.wake.as_fd(), &mut b);
+            }
+            let mut changed = false;
+            if ino_ready {
+                changed |= self.read_events(&mut buf);
+            }
+            let shared = Arc::clone(&self.shared);
+            let mut st = shared.lock();
+            if st.closed {
+                return;
+            }
+            let now = Instant::now();
+            if self.wd.is_some() && now >= next_check {
+                next_check = now + CHECK_IDENTITY;
+                let ident = dir_identity(&self.dir);
+                if ident.is_none() || ident != self.ident {
+                    self.lost(&mut st);
+                    changed = true;
+                }
+            }
+            if self.wd.is_none() {
+                let before = st.watching;
+                self.try_readd(&mut st);
+                changed |= st.watching != before || st.rescan;
+                if st.watching {
+                    next_check = now + CHECK_IDENTITY;
+                }
+            }
+            let (settled, next) = st.settle(now);
+            next_deadline = next;
+            changed |= settled;
+            let notify = changed && (!st.settled.is_empty() || st.rescan);
+            drop(st);
+            if notify {
+                self.shared.cond.notify_all();
+            }
+        }
+    }
+
+    /// Drain the inotify queue; returns whether the rescan flag or the watch state changed.
+    fn read_events(&mut self, buf: &mut [u8]) -> bool {
+        let mut changed = false;
+        loop {
+            let events = match self.inotify.read_events(buf) {
+                Ok(ev) => ev,
+                Err(e) if e.kind() == IoKind::WouldBlock => break,
+                Err(e) if e.kind() == IoKind::Interrupted => continue,
+                Err(e) => {
+                    let mut st = self.shared.lock();
+                    self.record_error(&mut st, format!("reading inotify events: {e}"));
+                    return true;
+                }
+            };
+            let now = Instant::now();
+            // Collect first: handling may need `self.inotify` mutably.
+            let batch: Vec<(WatchDescriptor, EventMask, Option<Vec<u8>>)> = events
+                .map(|ev| (ev.wd, ev.mask, ev.name.map(|n| n.as_bytes().to_vec())))
+                .collect();
+            let shared = Arc::clone(&self.shared);
+            let mut st = shared.lock();
+            for (wd, mask, name) in batch {
+                st.events += 1;
+                if mask.contains(EventMask::Q_OVERFLOW) {
+                    st.rescan = true;
+                    changed = true;
+                    continue;
+                }
+                if self.wd.as_ref() != Some(&wd) {
+                    continue; // a stale event of a watch we dropped
+                }
+                if mask.intersects(
+                    EventMask::DELETE_SELF
+                        | EventMask::MOVE_SELF
+                        | EventMask::IGNORED
+                        | EventMask::UNMOUNT,
+                ) {
+                    self.lost(&mut st);
+                    changed = true;
+                    continue;
+                }
+                if mask.contains(EventMask::ISDIR) {
+                    continue;
+                }
+                if let Some(n) = name {
+                    if self.matches(&n) {
+                        st.apply(&n, mask, now);
+                    }
+                }
+            }
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::io::Write;
+
+    fn pats() -> Vec<String> {
+        vec!["intent-*.json".to_string()]
+    }
+
+    fn wait(w: &Watcher, ms: u64) -> Batch {
+        w.wait_batch(Duration::from_millis(ms))
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn coalesces_burst_into_one() {
+        let d = tempfile::tempdir().unwrap();
+        let w = Watcher::new(d.path(), &pats(), Duration::from_millis(50)).unwrap();
+        let p = d.path().join("intent-a.json");
+        for i in 0..50 {
+            fs::write(&p, format!("{i}")).unwrap();
+        }
+        fs::write(d.path().join("other.txt"), "x").unwrap();
+        fs::write(d.path().join(".intent-b.json"), "x").unwrap();
+        let b = wait(&w, 3000);
+        assert_eq!(b.paths, vec![p.clone()]);
+        assert!(!b.rescan);
+        assert!(b.events >= 50, "{}", b.events);
+        assert!(w.pending().is_empty());
+        assert_eq!(w.wait_batch(Duration::from_millis(200)).unwrap(), None);
+        assert!(w.is_alive());
+        w.close();
+        w.close();
+        assert!(!w.is_alive());
+        assert_eq!(w.wait_batch(Duration::ZERO).unwrap_err().errno, libc::EBADF);
+    }
+
+    #[test]
+    fn deleted_before_settling_is_dropped_and_open_writer_waits() {
+        let d = tempfile::tempdir().unwrap();
+        let w = Watcher::new(d.path(), &pats(), Duration::from_millis(150)).unwrap();
+        let gone = d.path().join("intent-gone.json");
+        fs::write(&gone, "x").unwrap();
+        fs::remove_file(&gone).unwrap();
+        let held = d.path().join("intent-held.json");
+        let mut f = fs::File::create(&held).unwrap();
+        for _ in 0..3 {
+            f.write_all(b"part").unwrap();
+            std::thread::sleep(Duration::from_millis(250));
+            assert_eq!(w.pending(), vec![held.clone()]);
+        }
+        assert_eq!(w.wait_batch(Duration::from_millis(10)).unwrap(), None);
+        drop(f);
+        let b = wait(&w, 3000);
+        assert_eq!(b.paths, vec![held]);
+    }
+
+    #[test]
+    fn rename_into_place_and_settled_order() {
+        let d = tempfile::tempdir().unwrap();
+        let w = Watcher::new(d.path(), &pats(), Duration::from_millis(100)).unwrap();
+        let tmp = d.path().join(".intent-r.json.tmp");
+        fs::write(&tmp, "x").unwrap();
+        fs::rename(&tmp, d.path().join("intent-r.json")).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        fs::write(d.path().join("intent-s.json"), "y").unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let b = wait(&w, 3000);
+        assert_eq!(
+            b.paths,
+            vec![
+                d.path().join("intent-r.json"),
+                d.path().join("intent-s.json")
+            ]
+        );
+        // moved away before being taken: dropped
+        w.set_debounce(Duration::from_millis(30));
+        fs::write(d.path().join("intent-t.json"), "t").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        fs::rename(d.path().join("intent-t.json"), d.path().join("done.txt")).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(w.pending().is_empty());
+        assert_eq!(w.take_batch().paths, Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn directory_recreated_sets_rescan() {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path().join("handoff");
+        fs::create_dir(&d).unwrap();
+        let w = Watcher::new(&d, &pats(), Duration::from_millis(30)).unwrap();
+        fs::remove_dir(&d).unwrap();
+        let b = wait(&w, 2000);
+        assert!(b.rescan);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!w.is_alive());
+        assert!(w.last_error().is_some());
+        fs::create_dir(&d).unwrap();
+        let b = wait(&w, 2000);
+        assert!(b.rescan);
+        assert!(w.is_alive());
+        fs::write(d.join("intent-new.json"), "n").unwrap();
+        let b = wait(&w, 2000);
+        assert_eq!(b.paths, vec![d.join("intent-new.json")]);
+    }
+
+    #[test]
+    fn errors() {
+        let e = Watcher::new(Path::new("/nonexistent/dir"), &pats(), Duration::ZERO)
+            .err()
+            .unwrap();
+        assert_eq!(e.errno, libc::ENOENT);
+        assert!(e.to_string().contains("/nonexistent/dir"));
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let e = Watcher::new(f.path(), &pats(), Duration::ZERO)
+            .err()
+            .unwrap();
+        assert_eq!(e.errno, libc::ENOTDIR);
+    }
+
+    #[test]
+    fn state_machine() {
+        let mut st = State {
+            entries: HashMap::new(),
+            settled: Vec::new(),
+            settled_set: HashSet::new(),
+            rescan: false,
+            events: 0,
+            watching: true,
+            closed: false,
+            thread_dead: false,
+            debounce: Duration::from_millis(10),
+            seq: 0,
+            last_error: None,
+        };
+        let t0 = Instant::now();
+        st.apply(b"a", EventMask::CREATE, t0);
+        st.apply(b"a", EventMask::CLOSE_WRITE, t0);
+        st.apply(b"b", EventMask::ATTRIB, t0); // untracked attrib: ignored
+        assert!(!st.entries.contains_key(&b"b"[..]));
+        let (s, _) = st.settle(t0 + Duration::from_millis(5));
+        assert!(!s);
+        st.apply(b"a", EventMask::MODIFY, t0 + Duration::from_millis(6)); // disarm
+        let (s, next) = st.settle(t0 + Duration::from_millis(50));
+        assert!(!s && next.is_none());
+        st.apply(b"a", EventMask::CLOSE_WRITE, t0 + Duration::from_millis(60));
+        let (s, _) = st.settle(t0 + Duration::from_millis(80));
+        assert!(s);
+        assert_eq!(st.settled, vec![b"a".to_vec()]);
+        // modified again before being taken: back to pending, not settled
+        st.apply(b"a", EventMask::MODIFY, t0 + Duration::from_millis(90));
+        assert!(st.settled.is_empty());
+        st.apply(b"a", EventMask::DELETE, t0 + Duration::from_millis(91));
+        assert!(st.entries.is_empty());
+    }
+}
