@@ -521,6 +521,9 @@ impl Worker {
             for (wd, mask, name) in batch {
                 st.events += 1;
                 if mask.contains(EventMask::Q_OVERFLOW) {
+                    // Events were lost: a name seen written but not closed may never see its
+                    // close. Forget those (the caller's rescan checks mtimes); keep armed ones.
+                    st.entries.retain(|_, e| e.armed);
                     st.rescan = true;
                     changed = true;
                     continue;

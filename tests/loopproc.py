@@ -46,7 +46,7 @@ class LoopProcess:
                 "--log-format", "json", *args]
         if self.port:
             argv += ["--metrics-addr", f"127.0.0.1:{self.port}"]
-        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
                                      env={**os.environ, **(env or {})}, start_new_session=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import tempfile
 import threading
 from pathlib import Path
 
@@ -53,8 +54,9 @@ def test_move_conflict_names(tmp_path: Path) -> None:
     assert re.fullmatch(r"README" + STAMP, n), n
 
 
-def test_move_refuses_symlink_fifo_dir(tmp_path: Path) -> None:
-    dst = tmp_path / "out"
+def test_move_files_hostile_kinds_as_they_are(tmp_path: Path) -> None:
+    """One filesystem: links, FIFOs and directories are renamed, never followed or opened."""
+    dst = tmp_path / "failed"
     dst.mkdir()
     target = tmp_path / "t.json"
     target.write_text("t")
@@ -62,12 +64,31 @@ def test_move_refuses_symlink_fifo_dir(tmp_path: Path) -> None:
     link.symlink_to(target)
     fifo = tmp_path / "intent-f.json"
     os.mkfifo(fifo)
-    for p in (link, fifo, dst):
-        with pytest.raises(_core.NotRegularFile) as ei:
-            _core.move_noclobber(str(p), str(tmp_path), "moved")
-        assert ei.value.filename == str(p)
-    assert link.is_symlink() and fifo.exists()
-    assert sorted(os.listdir(dst)) == []
+    folder = tmp_path / "intent-d.json"
+    folder.mkdir()
+    for p in (link, fifo, folder):
+        moved = Path(_core.move_noclobber(str(p), str(dst)))
+        assert moved.parent == dst and not os.path.lexists(p)
+    assert (dst / "intent-l.json").is_symlink() and target.read_text() == "t"
+    assert stat.S_ISFIFO(os.lstat(dst / "intent-f.json").st_mode)
+    assert (dst / "intent-d.json").is_dir()
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm (tmpfs) for a second filesystem")
+def test_move_across_filesystems_refuses_non_regular(tmp_path: Path) -> None:
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as shm:
+        target = tmp_path / "t.json"
+        target.write_text("t")
+        link = Path(shm) / "intent-l.json"
+        link.symlink_to(target)
+        fifo = Path(shm) / "intent-f.json"
+        os.mkfifo(fifo)
+        for p in (link, fifo):
+            with pytest.raises(_core.NotRegularFile) as ei:
+                _core.move_noclobber(str(p), str(tmp_path), "moved")
+            assert ei.value.filename == str(p)
+        assert link.is_symlink() and fifo.exists()
+        assert not (tmp_path / "moved").exists()
 
 
 def test_move_errors(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import intent_body, read_calls, run_cli, statuses, write_intent
 
 pytestmark = pytest.mark.timeout(180)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import intent_body, read_calls, run_cli, statuses, write_intent
 from loopproc import LoopProcess, wait_for
 

@@ -287,3 +287,4 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args and args[0] == "run":
         args = [args[0], *_go_argv(args[1:])]
     cli.main(args=args, prog_name="conductor-loop")
+from conductor_loop.commands import register; register(cli)

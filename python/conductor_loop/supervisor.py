@@ -34,7 +34,15 @@ from conductor_loop.config import RunConfig
 from conductor_loop.filing import error_log_text, write_error_log, write_status
 from conductor_loop.logs import log_event
 from conductor_loop.metrics import Health, Metrics
-from conductor_loop.names import FAILED, PROCESSED, STATE_DIR, STATUS, PatternMatcher, error_log_name, status_name
+from conductor_loop.names import (
+    FAILED,
+    PROCESSED,
+    STATE_DIR,
+    STATUS,
+    PatternMatcher,
+    error_log_name,
+    status_name,
+)
 from conductor_loop.pool import ABORT_SIGNAL, Death, Pool, WorkerHandle
 from conductor_loop.state import IntentRow, Outcome, StateStore
 from conductor_loop.worker import (
@@ -208,6 +216,7 @@ class Supervisor:
         self._last_scale = 0.0
         self._scale_mark = (0.0, 0)
         self.total_hint = 0
+        self._started_at = time.time()
 
     # ------------------------------------------------------------------------------ setup --
     @staticmethod
@@ -294,7 +303,7 @@ class Supervisor:
         }
 
     def _debounce_ms(self) -> int:
-        return max(0, int(round(self.cfg.debounce * 1000)))
+        return max(0, round(self.cfg.debounce * 1000))
 
     # ----------------------------------------------------------------------------- signals --
     def _install_signals(self) -> dict[int, Any]:
@@ -716,6 +725,8 @@ class Supervisor:
                 self._next_sweep = now + interval
                 for death in self.pool.stalled(self.cfg.timeout + 10.0):
                     self._on_death(death)
+                writable = os.access(self.handoff, os.W_OK | os.X_OK)
+                self.health.set_handoff_writable(writable, "" if writable else f"{self.handoff} is not writable")
                 if not self._stopping:
                     self._sweep()
                 self._maybe_cleanup()
@@ -734,11 +745,34 @@ class Supervisor:
             t = min(t, min(self._young.values()) - time.time() + 0.005)
         return max(0.0, min(t, 1.0))
 
+    def _publish_live(self) -> None:
+        """Publish queue and worker figures in the state, for ``conductor-loop status``."""
+        assert self.pool is not None and self.state is not None
+        self.state.set_meta(
+            "live",
+            {
+                "pid": os.getpid(),
+                "queue": len(self._queued) + len(self._delayed),
+                "inflight": len(self._inflight),
+                "workers": self.pool.size,
+                "busy": self.pool.busy,
+                "max_workers": self.max_workers,
+                "updated_at": time.time(),
+                "started_at": self._started_at,
+                "processed": self.summary.processed,
+                "skipped": self.summary.skipped,
+                "failed": self.summary.failed,
+            },
+        )
+
     def _autoscale(self, now: float) -> None:
         assert self.pool is not None
-        if self._stopping or now - self._last_scale < 1.0:
+        if now - self._last_scale < 1.0:
             return
         self._last_scale = now
+        self._publish_live()
+        if self._stopping:
+            return
         done = self.summary.total + self.summary.retried
         t0, n0 = self._scale_mark
         self._scale_mark = (now, done)
@@ -856,7 +890,12 @@ class Supervisor:
             write_status(self.status_dir, doc, fsync=True)
         if r.outcome == FAILED_OUTCOME:
             text = r.detail or error_log_text(
-                intent_file=name, message=r.message, exit_code=r.exit_code, stderr_tail="", stdout_tail="", ts=time.time()
+                intent_file=name,
+                message=r.message,
+                exit_code=r.exit_code,
+                stderr_tail="",
+                stdout_tail="",
+                ts=time.time(),
             )
             write_error_log(self.failed_dir, os.path.basename(moved), text)
         self._count(r, name, moved)
@@ -953,6 +992,7 @@ class Supervisor:
             self.watcher.close()
         if self.state is not None:
             self.state.set_meta("last_run", {**self._summary_fields(), "finished_at": time.time()})
+            self.state.set_meta("live", None)
             self.state.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
