@@ -22,6 +22,8 @@ and ``CONDUCTOR_*`` through to porch):
                  ``CONDUCTOR_FAKEPORCH_PIDFILE``); the parent behaves like ``ok``.
 ``CONDUCTOR_FAKEPORCH_FAIL_MATCH=SUBSTRING``
     fail (stderr message, exit 3) when the intent path contains SUBSTRING, whatever the mode.
+``CONDUCTOR_FAKEPORCH_HANG_MATCH=SUBSTRING``
+    hang (sleep forever) when the intent path contains SUBSTRING, whatever the mode.
 ``CONDUCTOR_FAKEPORCH_PIDFILE=FILE``
     where ``family``/``daemon`` write the pid of the child they leave behind (one line, appended).
 
@@ -130,6 +132,9 @@ def main() -> int:
     _log(argv)
     match = os.environ.get("CONDUCTOR_FAKEPORCH_FAIL_MATCH")
     mode = os.environ.get("CONDUCTOR_FAKEPORCH_MODE", "ok")
+    hang = os.environ.get("CONDUCTOR_FAKEPORCH_HANG_MATCH")
+    if hang and hang in intent:
+        mode = "hang"
     if mode == "fail" or (match and match in intent):
         print("fakeporch: some output before failing")
         print(f"fakeporch: failing as asked for {intent}", file=sys.stderr)

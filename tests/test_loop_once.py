@@ -294,3 +294,33 @@ def test_long_names_are_shortened_not_errors(handoff: Path, out_dir: Path) -> No
     logs = list((handoff / "failed").glob("*.error.log"))
     assert len(logs) == 1 and len(logs[0].name.encode()) <= 255
     assert name in statuses(handoff)
+
+
+def test_progress_bar_on_a_terminal_and_summary_line(handoff: Path, out_dir: Path) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    for i in range(30):
+        write_intent(handoff, f"intent-{i}.json", target=f"t{i}")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conductor_loop", "run", "--once", "--handoff", str(handoff), "--out", str(out_dir),
+         "--log-level", "error"],
+        stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env={**os.environ, "TERM": "xterm"},
+    )
+    os.close(slave)
+    out, _ = proc.communicate(timeout=120)
+    tty = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        tty += chunk
+    os.close(master)
+    assert proc.returncode == 0
+    assert "processed 30, skipped 0, failed 0" in out.decode() and "intents/s" in out.decode()
+    assert b"intents" in tty and b"/30" in tty  # rich's bar: "intents ━━━ 12/30"

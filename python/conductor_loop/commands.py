@@ -296,6 +296,18 @@ def original_name(filed_name: str) -> str:
     return m.group("stem") + (m.group("ext") or "")
 
 
+def _fresh_name(name: str) -> str:
+    """``name`` with a ``.YYYYmmddTHHMMSS.mmmZ`` suffix before its extension, like a filing conflict."""
+    from datetime import datetime, timezone
+
+    now = datetime.now(tz=timezone.utc)
+    stamp = now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z"
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext) > 31:
+        return f"{name}.{stamp}"
+    return f"{stem}.{stamp}.{ext}"
+
+
 def _deduped_by(store: Any, path: str, sha: str) -> bool:
     """True when the loop would skip content ``sha`` at ``path`` as already processed (SPEC §3.2)."""
     if store is None:
@@ -333,6 +345,11 @@ def _retry_one(handoff: str, src: str, store: Any, matcher: PatternMatcher) -> s
         if not os.path.lexists(target) and not _deduped_by(store, target, sha):
             name = cand
             break
+    else:
+        if _deduped_by(store, os.path.join(handoff, name), sha):
+            # The same content already succeeded under this name: the loop would skip it as a duplicate.
+            # A fresh conflict-style name has no history, so it is processed.
+            name = _fresh_name(original)
     _drop_stale_status(handoff, name, sha)
     moved = _core.move_noclobber(src, handoff, name=name)
     if moved != os.path.join(handoff, name):
