@@ -324,3 +324,20 @@ def test_progress_bar_on_a_terminal_and_summary_line(handoff: Path, out_dir: Pat
     assert proc.returncode == 0
     assert "processed 30, skipped 0, failed 0" in out.decode() and "intents/s" in out.decode()
     assert b"intents" in tty and b"/30" in tty  # rich's bar: "intents ━━━ 12/30"
+
+
+def test_restart_removes_stale_temp_files_but_never_final_names(handoff: Path, out_dir: Path) -> None:
+    (handoff / "status").mkdir()
+    stale_status = handoff / "status" / ".intent-a.json.status.cl-tmp-123-abcdef012345.tmp"
+    stale_status.write_text("{half")
+    pkg_tmp = out_dir / "oran-odu" / ".odu-high-phy-scaling.tmp-0123456789ab"
+    pkg_tmp.mkdir(parents=True)
+    (pkg_tmp / "Kptfile").write_text("half")
+    old = time.time() - 3600
+    os.utime(pkg_tmp, (old, old))
+    keep = out_dir / "oran-odu" / "other-scaling"
+    keep.mkdir()
+    write_intent(handoff, "intent-b.json", target="b")
+    assert once(handoff, out_dir).returncode == 0
+    assert not stale_status.exists() and not pkg_tmp.exists()
+    assert keep.exists()

@@ -19,12 +19,15 @@ emitted as double-quoted scalars, so names such as ``"true"`` or ``"123"`` stay 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
+import time
 from datetime import datetime, timezone
 
 from conductor_loop import _core
@@ -168,6 +171,36 @@ def _remove(path: str) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+_STALE_TEMP = re.compile(r"^\..+-scaling\.tmp-[0-9a-f]+(\.old)?$")
+
+
+def remove_stale_temps(out_dir: str, older_than: float = 600.0) -> int:
+    """Remove temp package directories that a killed generator left in ``out_dir/<ns>/``.
+
+    Only hidden ``.<target>-scaling.tmp-<hex>`` names older than ``older_than`` seconds are
+    touched (never a final package); returns how many were removed.
+    """
+    removed = 0
+    cutoff = time.time() - older_than
+    try:
+        namespaces = [e.path for e in os.scandir(out_dir) if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return 0
+    for ns in namespaces:
+        with contextlib.suppress(FileNotFoundError), os.scandir(ns) as it:
+            stale = [
+                e.path
+                for e in it
+                if _STALE_TEMP.match(e.name)
+                and e.is_dir(follow_symlinks=False)
+                and e.stat(follow_symlinks=False).st_mtime < cutoff
+            ]
+        for path in stale:
+            _remove(path)
+            removed += 1
+    return removed
 
 
 def package_dir(intent: Intent, out_dir: str) -> str:

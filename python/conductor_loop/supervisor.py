@@ -43,6 +43,7 @@ from conductor_loop.names import (
     error_log_name,
     status_name,
 )
+from conductor_loop.porch import remove_stale_temps
 from conductor_loop.pool import ABORT_SIGNAL, Death, Pool, WorkerHandle
 from conductor_loop.state import IntentRow, Outcome, StateStore
 from conductor_loop.worker import (
@@ -525,6 +526,8 @@ class Supervisor:
         for d in (self.processed_dir, self.failed_dir):
             self._finish_interrupted_moves(d)
         self._remove_stale_temps(self.status_dir)
+        if self.cfg.porch == "builtin":
+            remove_stale_temps(self.out, older_than=self.cfg.timeout + 60.0)
         candidates = self._scan()
         rows = self.state.get_many(candidates)
         finished: list[tuple[str, str]] = []
@@ -717,7 +720,7 @@ class Supervisor:
             if self._done and (
                 len(self._done) >= FLUSH_MAX
                 or time.monotonic() - self._first_done >= FLUSH_AFTER
-                or not self._inflight
+                or self.pool.busy == 0
             ):
                 self._flush()
             now = time.monotonic()
