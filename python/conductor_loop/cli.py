@@ -285,6 +285,15 @@ def porch(ctx: click.Context) -> None:
     sys.exit(porch_main(list(ctx.args)))
 
 
+def _register_operator_commands() -> None:
+    from conductor_loop.commands import register
+
+    register(cli)
+
+
+_register_operator_commands()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -293,4 +302,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args and args[0] == "run":
         args = [args[0], *_go_argv(args[1:])]
     cli.main(args=args, prog_name="conductor-loop")
-from conductor_loop.commands import register; register(cli)

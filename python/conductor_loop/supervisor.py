@@ -43,8 +43,8 @@ from conductor_loop.names import (
     error_log_name,
     status_name,
 )
-from conductor_loop.porch import remove_stale_temps
 from conductor_loop.pool import ABORT_SIGNAL, Death, Pool, WorkerHandle
+from conductor_loop.porch import remove_stale_temps
 from conductor_loop.state import IntentRow, Outcome, StateStore
 from conductor_loop.worker import (
     FAILED_OUTCOME,
