@@ -218,6 +218,10 @@ def test_handoff_recreated_is_rescanned(handoff: Path, out_dir: Path) -> None:
         write_intent(handoff, "intent-after.json")
         wait_for(lambda: (handoff / "processed" / "intent-after.json").exists(), timeout=60, what="processed")
         assert loop.get("/healthz")[0] == 200
+        # the new directory is owned too: its lock is held and its state is written
+        assert (handoff / ".conductor" / "state.db").exists()
+        r = run_cli("run", "--once", "--handoff", str(handoff), "--out", str(out_dir), timeout=30)
+        assert r.returncode == 2, r.stderr
         assert loop.stop() == 0
 
 

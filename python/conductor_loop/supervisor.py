@@ -210,6 +210,7 @@ class Supervisor:
         self.pool: Pool | None = None
         self.state: StateStore | None = None
         self._lock_fd: int | None = None
+        self._handoff_ino = 0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._out_dev_differs = False
         self._next_sweep = 0.0
@@ -256,6 +257,7 @@ class Supervisor:
         """Run until the backlog is drained (once mode) or until stopped by a signal."""
         self.prepare_dirs()
         self._lock_fd = acquire_lock(self.handoff)
+        self._handoff_ino = os.stat(self.handoff).st_ino
         old_handlers = self._install_signals()
         try:
             self.state = StateStore(self.handoff)
@@ -431,7 +433,30 @@ class Supervisor:
             log_event("loop.rescan", reason="watcher asked for a rescan")
             with contextlib.suppress(FatalError):
                 self.prepare_dirs()
+                self._adopt_recreated_handoff()
             self._sweep()
+
+    def _adopt_recreated_handoff(self) -> None:
+        """The handoff directory was deleted and made again: take its lock and state anew."""
+        try:
+            ino = os.stat(self.handoff).st_ino
+        except FileNotFoundError:
+            return
+        if ino == self._handoff_ino or self.state is None:
+            return
+        try:
+            fd = acquire_lock(self.handoff)
+        except (LockHeld, OSError) as exc:
+            log_event("loop.lock_lost", level=40, reason=str(exc))
+            self._stopping = True
+            self.health.set_stopping(True)
+            return
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+        self._lock_fd, self._handoff_ino = fd, ino
+        self.state.close()
+        self.state = StateStore(self.handoff)
+        log_event("loop.handoff_recreated", handoff=self.handoff)
 
     # ------------------------------------------------------------------------- discovery --
     def _scan(self) -> list[str]:
