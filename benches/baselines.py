@@ -85,11 +85,6 @@ def make_intents(handoff: Path, count: int, tag: str = "bench") -> list[Path]:
     return paths
 
 
-def drop_caches_hint() -> None:
-    """Flush dirty pages of the scratch filesystem so that one side does not pay for the other's writes."""
-    os.sync()
-
-
 # -- (a) the file-operation floor ---------------------------------------------------------------
 
 _KPTFILE = (

@@ -189,6 +189,9 @@ class Outcome:
     moved_to: str | None
 
 
+_SQL_FILED = "UPDATE intents SET moved_to = ?, filed_at = ? WHERE path = ?"
+
+
 def _row(values: tuple[Any, ...]) -> IntentRow:
     return IntentRow(*values)
 
@@ -281,9 +284,7 @@ class StateStore:
             self._conn = self._connect_checked()
         except sqlite3.DatabaseError as exc:
             self.recovered_from = self._move_aside()
-            log.warning(
-                "state database %s is unusable (%s); moved aside to %s", self.path, exc, self.recovered_from
-            )
+            log.warning("state database %s is unusable (%s); moved aside to %s", self.path, exc, self.recovered_from)
             self._conn = self._connect_checked()
         self._maybe_import_go()
 
@@ -301,8 +302,7 @@ class StateStore:
         if version > SCHEMA_VERSION:
             conn.close()
             raise StateError(
-                f"{self.path}: schema version {version} is newer than this conductor-loop supports "
-                f"({SCHEMA_VERSION})"
+                f"{self.path}: schema version {version} is newer than this conductor-loop supports ({SCHEMA_VERSION})"
             )
         return conn
 
@@ -399,11 +399,17 @@ class StateStore:
     # ------------------------------------------------------------------ transactions
 
     def _write(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        return self._write_many([(sql, rows)])
+
+    def _write_many(self, writes: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> int:
+        """Run several ``executemany`` statements in one transaction; returns the last row count."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
+        count = 0
         try:
-            cur = conn.executemany(sql, rows)
-            count = cur.rowcount
+            for sql, rows in writes:
+                if rows:
+                    count = conn.executemany(sql, rows).rowcount
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -482,8 +488,11 @@ class StateStore:
         now = time.time()
         self._write(_SQL_CLAIM, [(p, h, s, now) for p, h, s in items])
 
-    def record(self, outcomes: Sequence[Outcome]) -> None:
+    def record(self, outcomes: Sequence[Outcome], *, filed: Sequence[tuple[str, str]] = ()) -> None:
         """Record a batch of finished intents in one transaction; sets ``processed_at=now``.
+
+        ``filed`` (``(path, moved_to)`` of an earlier batch whose moves are done) is marked filed in
+        the same transaction, before the new rows are written: one commit per batch.
 
         ``filed_at`` is cleared (the file has not been moved yet: :meth:`mark_filed` does that);
         ``moved_to`` is the outcome's planned destination.  A path never claimed gets a row with
@@ -495,23 +504,28 @@ class StateStore:
             if o.status not in FINISHED:
                 raise ValueError(f"{o.path}: outcome status must be one of {FINISHED}, not {o.status!r}")
         now = time.time()
-        self._write(
-            _SQL_RECORD,
+        self._write_many(
             [
+                (_SQL_FILED, [(dest, now, path) for path, dest in filed]),
                 (
-                    o.path,
-                    o.sha256,
-                    o.size,
-                    o.status,
-                    now,
-                    o.message,
-                    o.moved_to,
-                    o.exit_code,
-                    o.duration_ms,
-                    o.correlation_id,
-                )
-                for o in outcomes
-            ],
+                    _SQL_RECORD,
+                    [
+                        (
+                            o.path,
+                            o.sha256,
+                            o.size,
+                            o.status,
+                            now,
+                            o.message,
+                            o.moved_to,
+                            o.exit_code,
+                            o.duration_ms,
+                            o.correlation_id,
+                        )
+                        for o in outcomes
+                    ],
+                ),
+            ]
         )
 
     def mark_filed(self, items: Sequence[tuple[str, str]]) -> None:
@@ -520,7 +534,7 @@ class StateStore:
             return
         now = time.time()
         self._write(
-            "UPDATE intents SET moved_to = ?, filed_at = ? WHERE path = ?",
+            _SQL_FILED,
             [(dest, now, path) for path, dest in items],
         )
 
@@ -554,8 +568,7 @@ class StateStore:
     def set_meta(self, key: str, value: Any) -> None:
         """Store a JSON-serialisable ``value`` under ``key`` in the meta table."""
         self._write(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [(key, json.dumps(value, sort_keys=True))],
         )
 
@@ -612,8 +625,7 @@ class StateStore:
         """
         states: dict[str, Any] = {}
         cur = self.conn.execute(
-            "SELECT path, sha256, size, processed_at, status FROM intents "
-            "WHERE status <> 'claimed' ORDER BY path"
+            "SELECT path, sha256, size, processed_at, status FROM intents WHERE status <> 'claimed' ORDER BY path"
         )
         for path, sha, size, processed_at, status in cur:
             states[path] = {

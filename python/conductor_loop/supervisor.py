@@ -31,7 +31,6 @@ from typing import Any
 from conductor_loop import _core
 from conductor_loop.autoscale import Autoscaler, LoadSample, cpu_idle_fraction
 from conductor_loop.config import RunConfig
-from conductor_loop.filing import error_log_text, write_error_log, write_status
 from conductor_loop.logs import log_event
 from conductor_loop.metrics import Health, Metrics
 from conductor_loop.names import (
@@ -45,6 +44,7 @@ from conductor_loop.names import (
 )
 from conductor_loop.pool import ABORT_SIGNAL, Death, Pool, WorkerHandle
 from conductor_loop.porch import remove_stale_temps
+from conductor_loop.recorder import CHANGED, FILED, UNMOVABLE, Filed, Recorder
 from conductor_loop.state import IntentRow, Outcome, StateStore
 from conductor_loop.worker import (
     FAILED_OUTCOME,
@@ -195,6 +195,9 @@ class Supervisor:
         self._inflight: dict[str, WorkItem] = {}
         self._dirty: set[str] = set()
         self._done: list[WorkResult] = []
+        self._records: deque[tuple[list[Filed] | BaseException, list[WorkResult]]] = deque()
+        self._recording = 0
+        self.recorder: Recorder | None = None
         self._first_done = 0.0
         self._young: dict[str, float] = {}
         #: Intents whose move failed: not offered again until the watcher sees them change.
@@ -212,7 +215,6 @@ class Supervisor:
         self._lock_fd: int | None = None
         self._handoff_ino = 0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._out_dev_differs = False
         self._next_sweep = 0.0
         self._next_cleanup = 0.0
         self._last_scale = 0.0
@@ -250,7 +252,6 @@ class Supervisor:
         for d in (self.handoff, self.processed_dir, self.failed_dir, self.status_dir):
             if not os.access(d, os.W_OK | os.X_OK):
                 raise FatalError(f"directory {d} is not writable")
-        self._out_dev_differs = os.stat(self.out).st_dev != os.stat(self.handoff).st_dev
 
     # ------------------------------------------------------------------------------- run --
     def run(self) -> RunSummary:
@@ -272,6 +273,14 @@ class Supervisor:
             self.metrics.watcher_up.set(1)
             self.pool = Pool(self._settings(), start_method=self.start_method)
             backlog = self._reconcile()
+            self.recorder = Recorder(
+                self.handoff,
+                self.out,
+                status_doc=self._status_doc,
+                changed=self._dirty.__contains__,
+                deliver=self._deliver,
+            )
+            self.recorder.start_and_wait()
             initial = self.min_workers
             if self.cfg.once or backlog > self.min_workers:
                 initial = max(self.min_workers, min(self.max_workers, backlog))
@@ -709,7 +718,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------------------- loop --
     def _idle(self) -> bool:
-        return not (self._heap or self._inflight or self._delayed or self._done or self._young)
+        return not (self._heap or self._inflight or self._delayed or self._done or self._young or self._recording)
 
     def _loop(self) -> None:
         assert self.pool is not None
@@ -742,7 +751,8 @@ class Supervisor:
                 self._done.extend(got)
             for death in deaths:
                 self._on_death(death)
-            if self._done and (
+            self._take_records()
+            if self._done and self._recording < 2 and (
                 len(self._done) >= FLUSH_MAX
                 or time.monotonic() - self._first_done >= FLUSH_AFTER
                 or self.pool.busy == 0
@@ -844,93 +854,57 @@ class Supervisor:
             log_event("worker.replaced", worker=death.worker.id)
 
     def _flush(self) -> None:
-        """Record a group of results durably, then move the intents (SPEC §3.5)."""
-        assert self.state is not None
+        """Hand a group of final results to the recorder (record, then move: SPEC §3.5)."""
+        assert self.recorder is not None
         done, self._done = self._done, []
         final: list[WorkResult] = []
         for r in done:
-            item = self._inflight.pop(r.path, None)
             if r.outcome == VANISHED:
+                self._inflight.pop(r.path, None)
                 self._dirty.discard(r.path)
                 continue
             if r.outcome == RETRY:
+                item = self._inflight.pop(r.path, None)
                 self._retry(item or WorkItem(path=r.path, attempt=r.attempt), r)
                 continue
-            final.append(r)
-        if not final:
-            return
-        _core.syncfs(self.handoff)  # group commit: status files and packages of the whole batch
-        if self._out_dev_differs:
-            _core.syncfs(self.out)
-        self.state.record(
-            [
-                Outcome(
-                    path=r.path,
-                    sha256=r.sha256,
-                    size=r.size,
-                    status=r.outcome,
-                    message=r.message,
-                    exit_code=r.exit_code,
-                    duration_ms=r.duration_ms,
-                    correlation_id=r.correlation_id,
-                    moved_to=r.planned,
-                )
-                for r in final
-            ]
-        )
-        filed: list[tuple[str, str]] = []
-        for r in final:
-            moved = self._file(r)
-            if moved is not None:
-                filed.append((r.path, moved))
-        for d in (self.handoff, self.processed_dir, self.failed_dir):
-            _core.fsync_dir(d)
-        self.state.mark_filed(filed)
+            final.append(r)  # stays "in flight" until filed, so it is not taken twice
+        if final:
+            self._recording += 1
+            self.recorder.submit(final)
 
-    def _file(self, r: WorkResult) -> str | None:
-        """Move one recorded intent to processed/ or failed/ and finish its status and error log."""
-        name = os.path.basename(r.path)
-        changed = r.path in self._dirty
-        self._dirty.discard(r.path)
-        try:
-            st = os.lstat(r.path)
-        except FileNotFoundError:
-            log_event("intent.vanished", level=30, intent=name, outcome=r.outcome)
-            return None
-        if changed or (r.stat_key is not None and r.stat_key != (st.st_ino, st.st_size, st.st_mtime_ns)):
-            # New content arrived while porch ran on the old one: process it again, never file it
-            # under the old result.
-            log_event("intent.changed", intent=name, sha256=r.sha256)
-            self._offer([r.path], settled=True)
-            return None
-        dest = self.failed_dir if r.outcome == FAILED_OUTCOME else self.processed_dir
-        try:
-            moved = _core.move_noclobber(r.path, dest)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            self._unmovable.add(r.path)
-            log_event("intent.move_failed", level=40, intent=name, reason=str(exc))
-            return None
-        if r.doc is None or moved != r.planned:
-            doc = r.doc or self._status_doc(r)
-            doc["moved_to"] = moved
-            write_status(self.status_dir, doc, fsync=True)
-        if r.outcome == FAILED_OUTCOME:
-            text = r.detail or error_log_text(
-                intent_file=name,
-                message=r.message,
-                exit_code=r.exit_code,
-                stderr_tail="",
-                stdout_tail="",
-                ts=time.time(),
-            )
-            write_error_log(self.failed_dir, os.path.basename(moved), text)
-        self._count(r, name, moved)
-        return moved
+    def _deliver(self, answer: list[Filed] | BaseException, group: list[WorkResult]) -> None:
+        """Called in the recorder thread: pass its answer to the main loop."""
+        self._records.append((answer, group))
+        self._poke()
 
-    def _status_doc(self, r: WorkResult) -> dict[str, Any]:
-        return result_status_doc(r, self._settings(), self.cfg.porch, r.planned)
+    def _take_records(self) -> None:
+        """Finish, in the main loop, what the recorder filed: counts, logs, requeues."""
+        while self._records:
+            answer, group = self._records.popleft()
+            self._recording -= 1
+            if isinstance(answer, BaseException):
+                log_event("record.failed", level=40, reason=str(answer), count=len(group))
+                for r in group:  # not recorded: they stay in the handoff and are offered again
+                    self._inflight.pop(r.path, None)
+                continue
+            for f in answer:
+                r = f.result
+                self._inflight.pop(r.path, None)
+                self._dirty.discard(r.path)
+                name = os.path.basename(r.path)
+                if f.kind == FILED and f.moved_to is not None:
+                    self._count(r, name, f.moved_to)
+                elif f.kind == CHANGED:
+                    log_event("intent.changed", intent=name, sha256=r.sha256)
+                    self._offer([r.path], settled=True)
+                elif f.kind == UNMOVABLE:
+                    self._unmovable.add(r.path)
+                    log_event("intent.move_failed", level=40, intent=name, reason=f.error)
+                else:
+                    log_event("intent.vanished", level=30, intent=name, outcome=r.outcome)
+
+    def _status_doc(self, r: WorkResult, moved_to: str | None) -> dict[str, Any]:
+        return result_status_doc(r, self._settings(), self.cfg.porch, moved_to)
 
     def _count(self, r: WorkResult, name: str, moved: str) -> None:
         s = self.summary
@@ -1011,9 +985,11 @@ class Supervisor:
                 for w in list(self.pool.workers.values()):
                     self.pool.kill(w, ABORT_SIGNAL)  # workers stop porch's process group first
             self.pool.stop(timeout=2.0 if self._force else self.cfg.timeout + 10.0)
-        if self._done and self.state is not None:
-            with contextlib.suppress(OSError):
+        if self.recorder is not None and self.recorder.is_alive():
+            if self._done:
                 self._flush()
+            self.recorder.stop()
+            self._take_records()
         if self._watch_thread is not None:
             self._watch_thread.join(timeout=2.0)
         if self.watcher is not None:
