@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 export PYO3_PYTHON := $(abspath $(PY))
 export VIRTUAL_ENV := $(abspath $(VENV))
 PYTEST_ARGS ?=
+BENCH_PATHS ?= benches
 
 .PHONY: install venv test cargo-test pytest lint fmt bench wheel demo clean
 
@@ -40,9 +41,9 @@ fmt: venv
 	cargo fmt
 	$(VENV)/bin/ruff check --fix python tests benches
 
-## bench: benchmarks, each printed beside its baseline measured in the same run
+## bench: benchmarks, each printed beside its baseline measured in the same run (BENCH_PATHS=benches/bench_once.py for one file)
 bench: install
-	$(PY) -m pytest benches -p no:cacheprovider --benchmark-json=bench-report.json -q -s $(PYTEST_ARGS)
+	$(PY) -m pytest $(BENCH_PATHS) -p no:cacheprovider --benchmark-json=bench-report.json -q -s $(PYTEST_ARGS)
 	$(PY) benches/report.py bench-report.json
 
 ## wheel: abi3 manylinux wheel into dist/
