@@ -40,6 +40,14 @@ STANDALONE_MAX_SIZE = 10 * 1024 * 1024
 """Largest intent file the stand-alone command accepts (the loop's ``--max-file-size`` default)."""
 
 _USAGE = "usage: conductor-loop porch -intent FILE -out DIR [-structured]"
+_HELP = """The built-in porch: validate one intent and write its kpt package to
+DIR/<namespace>/<target>-scaling/ (atomically replacing an older one).
+-structured adds the apply-replacements pipeline and a README.md.
+
+Example:
+  conductor-loop porch -intent handoff/intent-a.json -out ./out -structured
+
+Exit codes: 0 written, 1 invalid intent or write error, 2 usage error."""
 
 
 def _q(value: str) -> str:
@@ -336,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     parsed = _parse_args(sys.argv[1:] if argv is None else argv)
     if parsed == "help":
-        print(_USAGE)
+        print(_USAGE + "\n\n" + _HELP)
         return 0
     if isinstance(parsed, str):
         print(f"porch: {parsed}\n{_USAGE}", file=sys.stderr)
