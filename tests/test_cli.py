@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli, write_intent
 
 from conductor_loop import __version__
+from conftest import run_cli, write_intent
 
 pytestmark = pytest.mark.timeout(120)
 
