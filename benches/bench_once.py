@@ -152,56 +152,29 @@ def _extra(benchmark: Any, loop: LoopRounds) -> None:
           f"{[round(N / t) for t in loop.baseline_times]} intents/s")
 
 
+CASES = {
+    # id: (porch, baseline, figure suffix, baseline name, target ratio)
+    "builtin-vs-floor": ("builtin", baselines.file_floor, "", "(a) file-operation floor", 0.85),
+    "true-vs-spawn": ("/bin/true", spawn_baseline, "", "(b) raw posix_spawn rate", 0.9),
+    "true-vs-shell": ("/bin/true", baselines.shell_pipeline, " (vs shell)", "(c) ls | xargs -P sh -c", 2.5),
+}
+
+
 @pytest.mark.timeout(600)
-def test_bench_once_builtin(benchmark: Any, record_figure: Any, scratch: Scratch) -> None:
-    """Built-in executor vs (a) the file-operation floor."""
-    loop = LoopRounds(scratch, "builtin", baselines.file_floor)
+@pytest.mark.parametrize("case", list(CASES))
+def test_bench_once(case: str, benchmark: Any, record_figure: Any, scratch: Scratch) -> None:
+    """The loop's once-run beside its baseline: (a) built-in vs the file floor, /bin/true vs (b) and (c)."""
+    porch, baseline, suffix, baseline_name, target = CASES[case]
+    loop = LoopRounds(scratch, porch, baseline)
     benchmark.pedantic(loop, setup=loop.setup, rounds=ROUNDS, iterations=1)
     loop.check_filed()
     _extra(benchmark, loop)
     record_figure(
         benchmark,
-        figure=f"once builtin {N} intents",
+        figure=f"once {porch} {N} intents{suffix}",
         value=N / benchmark.stats.stats.min,
         unit="intents/s",
-        baseline_name="(a) file-operation floor",
+        baseline_name=baseline_name,
         baseline_value=N / loop.best_baseline,
-        target_ratio=0.85,
+        target_ratio=target,
     )
-
-
-@pytest.mark.timeout(600)
-def test_bench_once_external_vs_spawn(benchmark: Any, record_figure: Any, scratch: Scratch) -> None:
-    """``/bin/true`` as porch vs (b) the raw spawn rate."""
-    loop = LoopRounds(scratch, "/bin/true", spawn_baseline)
-    benchmark.pedantic(loop, setup=loop.setup, rounds=ROUNDS, iterations=1)
-    loop.check_filed()
-    _extra(benchmark, loop)
-    record_figure(
-        benchmark,
-        figure=f"once /bin/true {N} intents",
-        value=N / benchmark.stats.stats.min,
-        unit="intents/s",
-        baseline_name="(b) raw posix_spawn rate",
-        baseline_value=N / loop.best_baseline,
-        target_ratio=0.9,
-    )
-
-
-@pytest.mark.timeout(600)
-def test_bench_once_external_vs_shell(benchmark: Any, record_figure: Any, scratch: Scratch) -> None:
-    """``/bin/true`` as porch vs (c) the shell pipeline a user would write."""
-    loop = LoopRounds(scratch, "/bin/true", baselines.shell_pipeline)
-    benchmark.pedantic(loop, setup=loop.setup, rounds=ROUNDS, iterations=1)
-    loop.check_filed()
-    _extra(benchmark, loop)
-    record_figure(
-        benchmark,
-        figure=f"once /bin/true {N} intents (vs shell)",
-        value=N / benchmark.stats.stats.min,
-        unit="intents/s",
-        baseline_name="(c) ls | xargs -P sh -c",
-        baseline_value=N / loop.best_baseline,
-        target_ratio=2.5,
-    )
-
