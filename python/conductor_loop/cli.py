@@ -112,15 +112,15 @@ def _resolve(params: dict[str, Any]) -> tuple[Any, dict[str, str]]:
 @_run_options
 def run(**params: Any) -> None:
     """Run the loop: watch (default) or drain the backlog once (--once)."""
-    from conductor_loop.executor import check_porch_path
+    from conductor_loop.executor import load_executor, resolve_porch
     from conductor_loop.logs import setup_logging
 
     cfg, _sources = _resolve(params)
-    if cfg.porch != "builtin":
-        try:
-            cfg.porch = check_porch_path(cfg.porch)
-        except ValueError as exc:
-            _fail(EXIT_USAGE, str(exc))
+    try:
+        cfg.porch = resolve_porch(cfg.porch)
+        load_executor(cfg.porch, cfg.mode)  # a plug-in that cannot load fails here, not in every worker
+    except Exception as exc:  # noqa: BLE001 - any failure to build the executor is a configuration error
+        _fail(EXIT_USAGE, f"--porch {cfg.porch!r}: {exc}" if "porch" not in str(exc) else str(exc))
     try:
         setup_logging(cfg.log_format, cfg.log_level)
     except ValueError as exc:
@@ -131,6 +131,7 @@ def run(**params: Any) -> None:
 
 
 def _run_loop(cfg: Any, params: dict[str, Any]) -> int:
+    from conductor_loop.executor import resolve_porch
     from conductor_loop.metrics import Health, Metrics, MetricsServer
     from conductor_loop.supervisor import FatalError, LockHeld, Supervisor
 
@@ -150,8 +151,7 @@ def _run_loop(cfg: Any, params: dict[str, Any]) -> int:
         from conductor_loop.config import resolve
 
         new, _ = resolve(_given(params), os.environ, params.get("config"))  # raises ConfigError
-        if new.porch != "builtin":
-            new.porch = _checked_porch(new.porch)
+        new.porch = resolve_porch(new.porch)
         return new
 
     sup = Supervisor(cfg, metrics=metrics, health=health, reload=reload, on_outcome=progress.update)
@@ -171,12 +171,6 @@ def _run_loop(cfg: Any, params: dict[str, Any]) -> int:
         click.echo(summary.line())
         return EXIT_FAILURES if summary.failed else EXIT_OK
     return EXIT_OK
-
-
-def _checked_porch(value: str) -> str:
-    from conductor_loop.executor import check_porch_path
-
-    return check_porch_path(value)
 
 
 class _Progress:

@@ -463,6 +463,17 @@ def registered_executors() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def resolve_porch(porch: str) -> str:
+    """Check a ``--porch`` value up front: ``builtin``, a registered executor name, or an executable.
+
+    Returns the value to run with (an executable is made absolute). Raises ``ValueError`` with one
+    clear line otherwise.
+    """
+    if porch == "builtin" or ("/" not in porch and porch in registered_executors()):
+        return porch
+    return check_porch_path(porch)
+
+
 def load_executor(porch: str, mode: str) -> Executor:
     """The executor for a ``--porch`` value and a ``--mode``.
 

@@ -1,0 +1,83 @@
+"""A third-party executor through the entry-point group, in real worker processes; a hung worker is
+killed after --timeout + 10 s of no heartbeat and its intent fails without the pool deadlocking (SPEC §5)."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, statuses, write_intent
+from loopproc import LoopProcess, wait_for
+
+PLUGIN = '''
+import os, time
+from conductor_loop.executor import ExecResult
+
+
+class PluginExecutor:
+    name = "plugin"
+    porch_path = "plugin-executor"
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def execute(self, req):
+        if "hang" in req.intent_path:
+            time.sleep(3600)  # a wedged executor: only the heartbeat watchdog gets it out
+        return ExecResult(ok=True, message="plugin did it", exit_code=0, signal=None, timed_out=False,
+                          retryable=False, output_dir=req.out_dir, stdout_tail="", stderr_tail="",
+                          duration_ms=0.0)
+
+
+def make(*, mode):
+    return PluginExecutor(mode)
+'''
+
+
+@pytest.fixture
+def plugin_env(tmp_path: Path) -> dict[str, str]:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "plugin_exec.py").write_text(textwrap.dedent(PLUGIN))
+    dist = site / "plugin_exec-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugin-exec\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[conductor_loop.executors]\nplugin = plugin_exec:make\n")
+    return {"PYTHONPATH": str(site) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+@pytest.mark.timeout(120)
+def test_registered_executor_runs_from_the_cli(handoff: Path, out_dir: Path, plugin_env: dict[str, str]) -> None:
+    write_intent(handoff, "intent-a.json")
+    r = run_cli("run", "--once", "--handoff", str(handoff), "--out", str(out_dir), "--porch", "plugin",
+                "--debounce", "50ms", env=plugin_env)
+    assert r.returncode == 0, r.stderr
+    doc = statuses(handoff)["intent-a.json"]
+    assert doc["status"] == "success" and doc["message"] == "plugin did it"
+    assert doc["porch_path"] == "plugin-executor"
+    assert run_cli("run", "--once", "--handoff", str(handoff), "--porch", "nosuchplugin").returncode == 2
+
+
+@pytest.mark.timeout(180)
+def test_wedged_worker_is_killed_replaced_and_its_intent_fails(handoff: Path, out_dir: Path,
+                                                               plugin_env: dict[str, str]) -> None:
+    with LoopProcess(handoff, out_dir, "--debounce", "50ms", "--porch", "plugin", "--workers", "1",
+                     "--timeout", "1s", "--retries", "0", env=plugin_env) as loop:
+        loop.ready()
+        t0 = time.monotonic()
+        write_intent(handoff, "intent-hang.json")
+        wait_for(lambda: (handoff / "failed" / "intent-hang.json").exists(), timeout=60, what="hung intent failed")
+        assert time.monotonic() - t0 >= 10  # not before --timeout + 10 s without a heartbeat
+        exits = loop.wait_event("worker.exit")
+        assert "heartbeat" in exits[0]["reason"]
+        loop.wait_event("worker.start", count=2)  # replaced
+        write_intent(handoff, "intent-ok.json")  # the pool still works
+        wait_for(lambda: (handoff / "processed" / "intent-ok.json").exists(), timeout=30, what="next intent")
+        assert loop.stop() == 0
+    doc = statuses(handoff)["intent-hang.json"]
+    assert doc["status"] == "failed" and "heartbeat" in doc["message"]
+    assert (handoff / "failed" / "intent-hang.json.error.log").exists()
