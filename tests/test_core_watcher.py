@@ -208,7 +208,7 @@ def test_signal_interrupts_next_batch(watcher: _core.Watcher) -> None:
         t0 = time.monotonic()
         with pytest.raises(_Alarm):
             watcher.next_batch(10_000)
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 5.0  # far below the 10 s the call would block
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
@@ -229,7 +229,7 @@ def test_keyboard_interrupt_from_thread(watcher: _core.Watcher) -> None:
         t.start()
         with pytest.raises(KeyboardInterrupt):
             watcher.next_batch(10_000)
-        assert time.monotonic() - fired[0] < 1.0
+        assert time.monotonic() - fired[0] < 5.0  # far below the 10 s the call would block
     finally:
         t.join()
         signal.signal(signal.SIGINT, old)
@@ -284,7 +284,7 @@ def test_usable_from_thread_and_close_wakes_waiter(handoff: Path) -> None:
     w.close()
     t.join(5)
     assert not t.is_alive()
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 5.0  # far below the 10 s the call would block
     assert got == [[str(handoff / "intent-t.json")], []]
 
 

@@ -114,19 +114,17 @@ def test_sigterm_lets_inflight_finish_and_exits_0(handoff: Path, out_dir: Path, 
 
 def test_second_sigint_forces_exit_leaving_every_intent_in_one_place(handoff: Path, out_dir: Path,
                                                                     fake_porch: Path, porch_log: Path) -> None:
-    env = {"CONDUCTOR_FAKEPORCH_LOG": str(porch_log), "CONDUCTOR_FAKEPORCH_MODE": "sleep:20"}
+    env = {"CONDUCTOR_FAKEPORCH_LOG": str(porch_log), "CONDUCTOR_FAKEPORCH_MODE": "sleep:600"}
     for i in range(6):
         write_intent(handoff, f"intent-{i}.json", target=f"t{i}")
     loop = LoopProcess(handoff, out_dir, "--debounce", "50ms", "--porch", str(fake_porch), "--workers", "2",
-                       "--timeout", "60s", env=env)
+                       "--timeout", "900s", env=env)
     try:
         wait_for(lambda: len(read_calls(porch_log)) >= 2, what="porch running")
-        t0 = time.monotonic()
         loop.signal(signal.SIGINT)
         time.sleep(0.3)
         loop.signal(signal.SIGINT)
-        assert loop.proc.wait(30) == 0
-        assert time.monotonic() - t0 < 15  # not waiting for the 20 s porch runs
+        assert loop.proc.wait(120) == 0  # long before the 600 s porch runs would end
     finally:
         loop.close()
     for i in range(6):
