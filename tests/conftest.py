@@ -101,3 +101,16 @@ def statuses(handoff: Path) -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_cli
+
+
+def install_plugin(site: Path, module: str, source: str, entry: str, factory: str = "make") -> Path:
+    """A real installed distribution on ``site`` that registers ``entry`` in ``conductor_loop.executors``."""
+    import textwrap
+
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    dist = site / f"{module}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[conductor_loop.executors]\n{entry} = {module}:{factory}\n")
+    return site

@@ -40,13 +40,6 @@ def wait_for(cond: object, seconds: float = 3.0) -> bool:
 
 
 @pytest.fixture
-def handoff(tmp_path: Path) -> Path:
-    d = tmp_path / "handoff"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
 def watcher(handoff: Path) -> Iterator[_core.Watcher]:
     w = _core.Watcher(str(handoff), PATTERNS, 100)
     yield w

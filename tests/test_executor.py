@@ -8,7 +8,6 @@ import os
 import pickle
 import signal
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from conductor_loop.executor import (
     load_executor,
 )
 from conductor_loop.validate import Intent, parse_intent
+from conftest import install_plugin
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -420,13 +420,7 @@ def make(*, mode):
 
 
 def test_entry_point_executor(tmp_path: Path, intent_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "echo_executor_plugin.py").write_text(textwrap.dedent(PLUGIN))
-    dist = site / "echo_executor_plugin-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: echo-executor-plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[conductor_loop.executors]\necho = echo_executor_plugin:make\n")
+    site = install_plugin(tmp_path / "site", "echo_executor_plugin", PLUGIN, "echo")
     monkeypatch.syspath_prepend(str(site))
     try:
         ex = load_executor("echo", "structured")

@@ -4,13 +4,12 @@ killed after --timeout + 10 s of no heartbeat and its intent fails without the p
 from __future__ import annotations
 
 import os
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, statuses, write_intent
+from conftest import install_plugin, run_cli, statuses, write_intent
 from loopproc import LoopProcess, wait_for
 
 PLUGIN = '''
@@ -40,13 +39,7 @@ def make(*, mode):
 
 @pytest.fixture
 def plugin_env(tmp_path: Path) -> dict[str, str]:
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "plugin_exec.py").write_text(textwrap.dedent(PLUGIN))
-    dist = site / "plugin_exec-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugin-exec\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[conductor_loop.executors]\nplugin = plugin_exec:make\n")
+    site = install_plugin(tmp_path / "site", "plugin_exec", PLUGIN, "plugin")
     return {"PYTHONPATH": str(site) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 

@@ -42,13 +42,6 @@ def outcome(path: str, status: str = "success", sha: str | None = SHA_A, **kw: o
 
 
 @pytest.fixture
-def handoff(tmp_path: Path) -> Path:
-    d = tmp_path / "handoff"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
 def store(handoff: Path):
     s = StateStore(str(handoff))
     yield s
