@@ -775,7 +775,7 @@ class Supervisor:
     def _next_timeout(self) -> float:
         now = time.monotonic()
         t = self._next_sweep - now
-        if self._done:
+        if self._done and self._recording < 2:  # else the recorder's answer wakes us
             t = min(t, self._first_done + FLUSH_AFTER - now)
         if self._delayed:
             t = min(t, self._delayed[0][0] - now)
