@@ -74,3 +74,28 @@ def test_wedged_worker_is_killed_replaced_and_its_intent_fails(handoff: Path, ou
     doc = statuses(handoff)["intent-hang.json"]
     assert doc["status"] == "failed" and "heartbeat" in doc["message"]
     assert (handoff / "failed" / "intent-hang.json.error.log").exists()
+
+
+BOOT_FAIL = '''
+import multiprocessing
+
+
+def make(*, mode):
+    if multiprocessing.current_process().name.startswith("conductor-worker"):
+        raise RuntimeError("this executor cannot start in a worker")
+    from conductor_loop.executor import BuiltinExecutor
+    return BuiltinExecutor(mode)
+'''
+
+
+@pytest.mark.timeout(120)
+def test_workers_that_cannot_boot_stop_the_loop_instead_of_respawning_forever(
+    handoff: Path, out_dir: Path, tmp_path: Path
+) -> None:
+    site = install_plugin(tmp_path / "site2", "bootfail_exec", BOOT_FAIL, "bootfail")
+    write_intent(handoff, "intent-a.json")
+    r = run_cli("run", "--once", "--handoff", str(handoff), "--out", str(out_dir), "--porch", "bootfail",
+                env={"PYTHONPATH": str(site)})
+    assert r.returncode == 1, r.stderr
+    assert "workers die while starting" in r.stderr
+    assert (handoff / "intent-a.json").exists()  # nothing lost, nothing filed

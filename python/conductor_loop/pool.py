@@ -82,6 +82,8 @@ class WorkerHandle:
     started: float
     inflight: deque[list[WorkItem]] = field(default_factory=deque)
     retiring: bool = False
+    #: Batches this worker returned (0 for a worker that died while booting).
+    served: int = 0
 
     @property
     def id(self) -> int:
@@ -192,6 +194,7 @@ class Pool:
             try:
                 while w.conn.poll():
                     got: list[WorkResult] = w.conn.recv()
+                    w.served += 1
                     if w.inflight:
                         w.inflight.popleft()
                     results.append((w, got))

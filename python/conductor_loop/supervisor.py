@@ -59,6 +59,10 @@ from conductor_loop.worker import (
 )
 
 DEFAULT_PRIORITY = 5
+#: A worker that dies this soon after its start without returning anything failed to boot; this many
+#: boot failures in a row stop the loop (exit 1) instead of respawning forever.
+BOOT_GRACE = 5.0
+BOOT_FAILURES_FATAL = 5
 #: Results are filed in groups: at most this many, or after this long, or when nothing else is in flight.
 FLUSH_MAX = 256
 FLUSH_AFTER = 0.02
@@ -197,6 +201,7 @@ class Supervisor:
         self._done: list[WorkResult] = []
         self._records: deque[tuple[list[Filed] | BaseException, list[WorkResult]]] = deque()
         self._recording = 0
+        self._boot_failures = 0
         self.recorder: Recorder | None = None
         self._first_done = 0.0
         self._young: dict[str, float] = {}
@@ -849,9 +854,18 @@ class Supervisor:
                 self._first_done = self._first_done or time.monotonic()
             else:
                 self._enqueue(item, lone=True)  # alone, so a poison intent is pinned down
-        if not self._stopping and self.pool is not None and self.pool.size < self.min_workers:
-            self._spawn()
-            log_event("worker.replaced", worker=death.worker.id)
+        w = death.worker
+        if w.retiring:
+            pass  # asked to leave
+        elif not w.served and time.monotonic() - w.started < BOOT_GRACE:
+            self._boot_failures += 1
+            if self._boot_failures >= BOOT_FAILURES_FATAL:
+                raise FatalError(f"workers die while starting ({death.reason}, {self._boot_failures} times in a row)")
+        else:
+            self._boot_failures = 0
+        if not self._stopping and self.pool is not None and not w.retiring:
+            self._spawn()  # the pool keeps its size; the autoscaler decides about shrinking
+            log_event("worker.replaced", worker=w.id)
 
     def _flush(self) -> None:
         """Hand a group of final results to the recorder (record, then move: SPEC §3.5)."""
