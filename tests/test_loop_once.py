@@ -341,3 +341,27 @@ def test_restart_removes_stale_temp_files_but_never_final_names(handoff: Path, o
     assert once(handoff, out_dir).returncode == 0
     assert not stale_status.exists() and not pkg_tmp.exists()
     assert keep.exists()
+
+
+def test_once_leaves_a_file_still_being_written_and_exits(handoff: Path, out_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    write_intent(handoff, "intent-done.json", target="done")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conductor_loop", "run", "--once", "--handoff", str(handoff), "--out", str(out_dir),
+         "--debounce", "100ms", "--log-format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )
+    with open(handoff / "intent-open.json", "w") as f:  # a producer that never closes its file
+        f.write('{"intent_type": "scaling",')
+        f.flush()
+        for _ in range(20):
+            f.write(" ")
+            f.flush()
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "processed 1, skipped 0, failed 0" in out
+    assert (handoff / "intent-open.json").exists() and "intent-open.json" not in statuses(handoff)
+    assert "loop.left_unsettled" in err

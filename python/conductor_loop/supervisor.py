@@ -202,6 +202,7 @@ class Supervisor:
         self._records: deque[tuple[list[Filed] | BaseException, list[WorkResult]]] = deque()
         self._recording = 0
         self._boot_failures = 0
+        self._young_since: float | None = None
         self.recorder: Recorder | None = None
         self._first_done = 0.0
         self._young: dict[str, float] = {}
@@ -725,6 +726,26 @@ class Supervisor:
     def _idle(self) -> bool:
         return not (self._heap or self._inflight or self._delayed or self._done or self._young or self._recording)
 
+    def _once_done(self) -> bool:
+        """Once mode: drained, and nothing else settled meanwhile (SPEC §4).
+
+        Files still being written when all else is done are waited for, but not forever: after
+        ``max(5 s, 10 x debounce)`` without one of them settling they are left for the next run.
+        """
+        if self._young and not (self._heap or self._inflight or self._delayed or self._done or self._recording):
+            now = time.monotonic()
+            if self._young_since is None:
+                self._young_since = now
+            elif now - self._young_since >= max(5.0, 10 * self.cfg.debounce):
+                log_event("loop.left_unsettled", level=30, count=len(self._young),
+                          reason="still being written when the backlog was drained")
+                return True
+            return False
+        self._young_since = None
+        if not self._idle():
+            return False
+        return self._sweep() == 0 and self._idle()  # one last look for anything that settled meanwhile
+
     def _loop(self) -> None:
         assert self.pool is not None
         interval = min(30.0, max(0.05, self.cfg.debounce * 10))
@@ -737,10 +758,8 @@ class Supervisor:
                 return
             if self._stopping and not self._inflight:
                 return
-            if self.cfg.once and self._idle():
-                # Drained: one last look for anything that settled meanwhile.
-                if self._sweep() == 0 and self._idle():
-                    return
+            if self.cfg.once and self._once_done():
+                return
             self._dispatch()
             self.metrics.workers_busy.set(self.pool.busy)
             timeout = self._next_timeout()
