@@ -1007,8 +1007,9 @@ class Supervisor:
                     os.unlink(status_path)
                     removed += 1
         if rows:
-            self.state.delete([r.path for r in rows])
-            log_event("cleanup.removed", files=removed, rows=len(rows))
+            # By age in one statement: a row the recorder refreshed meanwhile is kept.
+            pruned = self.state.prune(self.cfg.cleanup_after)
+            log_event("cleanup.removed", files=removed, rows=pruned)
 
     # --------------------------------------------------------------------------- shutdown --
     def _shutdown(self) -> None:
