@@ -144,10 +144,14 @@ def test_sigkill_and_restart_loses_nothing_and_reruns_no_success(handoff: Path, 
     bodies = {}
     for i in range(n):
         bodies[f"intent-{i:03d}.json"] = write_intent(handoff, f"intent-{i:03d}.json", target=f"t{i}").read_bytes()
-    for kill_after in (0.8, 1.3):
+    for more_calls, extra_delay in ((6, 0.0), (8, 0.07)):
         loop = LoopProcess(handoff, out_dir, "--debounce", "50ms", "--porch", str(fake_porch), "--workers", "2",
                            env=env, metrics=False)
-        time.sleep(kill_after)
+        # Kill mid-stream: once porch has been called a few more times (not at a fixed time, which a loaded
+        # machine would turn into "before anything ran"), at varying offsets within a porch run.
+        start = len(read_calls(porch_log))
+        wait_for(lambda: len(read_calls(porch_log)) >= start + more_calls, timeout=60, what="porch calls")
+        time.sleep(extra_delay)
         os.killpg(loop.proc.pid, signal.SIGKILL)
         loop.close()
     done_before = {name for name, doc in statuses(handoff).items() if doc["status"] == "success"}
