@@ -365,3 +365,52 @@ def test_once_leaves_a_file_still_being_written_and_exits(handoff: Path, out_dir
     assert "processed 1, skipped 0, failed 0" in out
     assert (handoff / "intent-open.json").exists() and "intent-open.json" not in statuses(handoff)
     assert "loop.left_unsettled" in err
+
+
+def _status_file(handoff: Path, name: str, body: bytes, status: str = "success") -> None:
+    import hashlib
+
+    (handoff / "status").mkdir(exist_ok=True)
+    doc = {"intent_file": name, "status": status, "message": "done before the crash",
+           "sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
+    (handoff / "status" / f"{name}.status").write_text(json.dumps(doc))
+
+
+def test_restart_finishes_interrupted_cross_fs_moves(handoff: Path, out_dir: Path, fake_porch: Path,
+                                                    porch_log: Path) -> None:
+    env = {"CONDUCTOR_FAKEPORCH_LOG": str(porch_log)}
+    processed = handoff / "processed"
+    processed.mkdir()
+    # (a) crash while copying: a partial temp beside a whole source -> temp dropped, intent processed
+    write_intent(handoff, "intent-a.json", target="a")
+    (processed / ".intent-a.json.cl-move-4242-abcdef012345.tmp").write_text('{"partial')
+    # (b) the only copy is a finished temp (source already gone) -> renamed into place, never lost
+    body_b = json.dumps(intent_body(target="b")).encode()
+    (processed / ".intent-b.json.cl-move-4242-0123456789ab.tmp").write_bytes(body_b)
+    # (c) crash after the rename into place, before the source was unlinked: the recorded outcome and
+    #     the filed copy have the source's hash -> the source is removed, nothing runs, no duplicate
+    body_c = write_intent(handoff, "intent-c.json", target="c").read_bytes()
+    (processed / "intent-c.json").write_bytes(body_c)
+    _status_file(handoff, "intent-c.json", body_c)
+    r = once(handoff, out_dir, "--porch", str(fake_porch), env=env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in processed.iterdir()) == ["intent-a.json", "intent-b.json", "intent-c.json"]
+    assert (processed / "intent-b.json").read_bytes() == body_b
+    assert (processed / "intent-c.json").read_bytes() == body_c
+    assert not list(handoff.glob("intent-*.json"))
+    assert [Path(c["argv"][2]).name for c in read_calls(porch_log)] == ["intent-a.json"]
+
+
+def test_restart_moves_an_intent_whose_status_was_written_before_the_crash(
+    handoff: Path, out_dir: Path, fake_porch: Path, porch_log: Path
+) -> None:
+    env = {"CONDUCTOR_FAKEPORCH_LOG": str(porch_log)}
+    body = write_intent(handoff, "intent-a.json").read_bytes()
+    _status_file(handoff, "intent-a.json", body)  # status written, state commit and move lost
+    body_b = write_intent(handoff, "intent-b.json", target="b").read_bytes()
+    _status_file(handoff, "intent-b.json", body_b + b" ")  # status of other content: must run
+    r = once(handoff, out_dir, "--porch", str(fake_porch), env=env)
+    assert r.returncode == 0, r.stderr
+    assert [Path(c["argv"][2]).name for c in read_calls(porch_log)] == ["intent-b.json"]
+    assert (handoff / "processed" / "intent-a.json").read_bytes() == body
+    assert statuses(handoff)["intent-a.json"]["message"] == "done before the crash"
