@@ -198,9 +198,9 @@ def test_handoff_recreated_is_rescanned(handoff: Path, out_dir: Path) -> None:
 
     with LoopProcess(handoff, out_dir, "--debounce", "100ms") as loop:
         loop.ready()
-        shutil.rmtree(handoff)
-        time.sleep(0.5)
-        handoff.mkdir()
+        shutil.rmtree(handoff)  # the loop makes it again and watches the new directory
+        wait_for(lambda: handoff.is_dir(), timeout=30, what="handoff recreated")
+        loop.ready()
         write_intent(handoff, "intent-after.json")
         wait_for(lambda: (handoff / "processed" / "intent-after.json").exists(), timeout=60, what="processed")
         assert loop.get("/healthz")[0] == 200
@@ -277,6 +277,34 @@ def test_cleanup_removes_old_filed_intents(handoff: Path, out_dir: Path) -> None
         wait_for(lambda: not (handoff / "processed" / "intent-a.json").exists(), what="cleaned")
         wait_for(lambda: not list((handoff / "failed").iterdir()), what="failed cleaned")
         wait_for(lambda: not list((handoff / "status").iterdir()), what="status cleaned")
+        assert loop.stop() == 0
+
+
+def test_lost_watch_turns_health_and_readiness_red_until_it_is_back(handoff: Path, out_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    import shutil
+
+    with LoopProcess(handoff, out_dir, "--debounce", "100ms") as loop:
+        loop.ready()
+        blocker = tmp_path / "blocker"
+        for _ in range(50):  # put a plain file where the directory was (the loop races to remake it)
+            shutil.rmtree(handoff, ignore_errors=True)
+            blocker.write_text("not a directory")
+            try:
+                os.rename(blocker, handoff)
+                break
+            except OSError:
+                continue
+        assert handoff.is_file()
+        # a dead watch must not look alive
+        wait_for(lambda: loop.get("/healthz")[0] == 503, timeout=30, what="/healthz 503")
+        assert loop.get("/readyz")[0] == 503
+        assert loop.metric("conductor_watcher_up") == 0
+        handoff.unlink()
+        wait_for(lambda: loop.get("/healthz")[0] == 200, timeout=30, what="/healthz 200 again")
+        loop.ready()
+        write_intent(handoff, "intent-back.json")
+        wait_for(lambda: (handoff / "processed" / "intent-back.json").exists(), timeout=30, what="processed")
         assert loop.stop() == 0
 
 

@@ -479,7 +479,8 @@ class Supervisor:
         try:
             with os.scandir(self.handoff) as it:
                 return [entry.path for entry in it if self.matcher.is_intent(entry.name)]
-        except FileNotFoundError:
+        except OSError as exc:  # gone, replaced by a file, unreadable: health says so; retried later
+            self.health.set_handoff_writable(False, f"cannot list {self.handoff}: {exc.strerror}")
             return []
 
     def _sweep(self) -> int:
@@ -502,7 +503,7 @@ class Supervisor:
                 continue
             try:
                 mtime = os.lstat(path).st_mtime
-            except FileNotFoundError:
+            except OSError:  # gone (or its directory is)
                 self._young.pop(path, None)
                 continue
             if path in pending or now - mtime < debounce:
@@ -787,6 +788,9 @@ class Supervisor:
                 self._next_sweep = now + interval
                 for death in self.pool.stalled(self.cfg.timeout + 10.0):
                     self._on_death(death)
+                if not os.path.isdir(self.handoff):  # deleted (or replaced): make it again when we can
+                    with contextlib.suppress(FatalError):
+                        self.prepare_dirs()
                 writable = os.access(self.handoff, os.W_OK | os.X_OK)
                 self.health.set_handoff_writable(writable, "" if writable else f"{self.handoff} is not writable")
                 if not self._stopping:
