@@ -63,6 +63,8 @@ DEFAULT_PRIORITY = 5
 #: boot failures in a row stop the loop (exit 1) instead of respawning forever.
 BOOT_GRACE = 5.0
 BOOT_FAILURES_FATAL = 5
+#: Batches in flight per worker: one running, one ready behind it.
+BATCHES_PER_WORKER = 2
 #: Results are filed in groups: at most this many, or after this long, or when nothing else is in flight.
 FLUSH_MAX = 256
 FLUSH_AFTER = 0.02
@@ -685,9 +687,6 @@ class Supervisor:
             log_event("worker.retire", worker=victim.id)
         self.metrics.workers.set(self.pool.size)
 
-    def _capacity_per_worker(self) -> int:
-        return 2  # batches in flight per worker: one running, one ready behind it
-
     def _dispatch(self) -> None:
         assert self.pool is not None
         if self._stopping:
@@ -698,7 +697,7 @@ class Supervisor:
             self._delayed_paths.discard(item.path)
             self._enqueue(item)
         while self._heap:
-            workers = [w for w in self.pool.idle_workers() if len(w.inflight) < self._capacity_per_worker()]
+            workers = [w for w in self.pool.idle_workers() if len(w.inflight) < BATCHES_PER_WORKER]
             if not workers:
                 return
             w = workers[0]
@@ -724,8 +723,12 @@ class Supervisor:
         self.metrics.queue_depth.set(len(self._queued))
 
     # ------------------------------------------------------------------------------- loop --
+    def _working(self) -> bool:
+        """Anything queued, running, waiting for a retry or being recorded."""
+        return bool(self._heap or self._inflight or self._delayed or self._done or self._recording)
+
     def _idle(self) -> bool:
-        return not (self._heap or self._inflight or self._delayed or self._done or self._young or self._recording)
+        return not (self._working() or self._young)
 
     def _once_done(self) -> bool:
         """Once mode: drained, and nothing else settled meanwhile (SPEC §4).
@@ -733,7 +736,7 @@ class Supervisor:
         Files still being written when all else is done are waited for, but not forever: after
         ``max(5 s, 10 x debounce)`` without one of them settling they are left for the next run.
         """
-        if self._young and not (self._heap or self._inflight or self._delayed or self._done or self._recording):
+        if self._young and not self._working():
             now = time.monotonic()
             if self._young_since is None:
                 self._young_since = now
