@@ -210,11 +210,11 @@ class _Progress:
 
 def _dry_run(cfg: Any) -> int:
     """List what a run would do, touching nothing."""
-    from conductor_loop.names import PatternMatcher
+    from conductor_loop.layout import NameRule
     from conductor_loop.validate import validate_path
 
     handoff = os.path.abspath(cfg.handoff)
-    matcher = PatternMatcher(cfg.patterns)
+    matcher = NameRule(cfg.patterns)
     try:
         names = sorted(n for n in os.listdir(handoff) if matcher.is_intent(n))
     except FileNotFoundError:

@@ -27,15 +27,15 @@ from typing import Any
 import click
 
 from conductor_loop import _core
-from conductor_loop.names import (
+from conductor_loop.layout import (
     ERROR_LOG_SUFFIX,
     FAILED,
     PROCESSED,
     STATE_DIR,
-    PatternMatcher,
     error_log_name,
     status_name,
 )
+from conductor_loop.layout import NameRule as PatternMatcher
 
 __all__ = [
     "LockProbe",
@@ -113,11 +113,11 @@ def probe_lock(handoff: str) -> LockProbe:
 @contextlib.contextmanager
 def _exclusive(handoff: str, what: str) -> Any:
     """Hold the loop's lock while changing the state; exit 1 when a loop runs."""
-    from conductor_loop.supervisor import LockHeld, acquire_lock
+    from conductor_loop.lock import LockHeld, acquire
 
     os.makedirs(os.path.join(handoff, STATE_DIR), mode=0o700, exist_ok=True)
     try:
-        fd = acquire_lock(handoff)
+        fd = acquire(os.path.join(handoff, STATE_DIR, LOCK_NAME))
     except LockHeld as exc:
         _fail(EXIT_FATAL, f"cannot {what} while a loop is running: {exc}; stop it first")
         raise AssertionError("unreachable") from exc

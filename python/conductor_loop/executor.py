@@ -152,6 +152,12 @@ class BuiltinExecutor:
     def __reduce__(self) -> tuple[Any, ...]:
         return (BuiltinExecutor, (self.mode,))
 
+    def recover(self, out_dir: str, older_than: float) -> int:
+        """Start-up hook: remove temp package directories a killed generator left (older than ``older_than`` s)."""
+        from conductor_loop.porch import remove_stale_temps
+
+        return remove_stale_temps(out_dir, older_than=older_than)
+
     def execute(self, req: ExecRequest) -> ExecResult:
         """Generate the package; ``OSError`` from the environment becomes a retryable failure."""
         from conductor_loop.porch import generate_package

@@ -1,4 +1,4 @@
-"""Status files and error logs (SPEC §2).
+"""Status files and error logs (README, "Files and directories").
 
 A status file is JSON written atomically (temp file + rename) under ``status/``; an error log sits
 beside a failed intent in ``failed/``. Neither is fsynced one by one: the supervisor makes a whole
@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any
 
 from conductor_loop import _core
-from conductor_loop.names import error_log_name, status_name
+from conductor_loop.clock import rfc3339
+from conductor_loop.layout import error_log_name, status_name
+from conductor_loop.records import WorkerSettings, WorkResult
 
 PROCESSED_BY = "conductor-loop"
-
-
-def rfc3339(ts: float | None = None) -> str:
-    """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-01-15T10:15:02.123Z``."""
-    if ts is None:
-        ts = time.time()
-    whole = int(ts)
-    ms = int((ts - whole) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
 
 
 def status_doc(
@@ -45,7 +37,7 @@ def status_doc(
     correlation_id: str | None,
     ts: float | None = None,
 ) -> dict[str, Any]:
-    """Build the status document with every field SPEC §2 requires."""
+    """Build the status document with every field the README lists."""
     return {
         "intent_file": intent_file,
         "status": status,
@@ -95,3 +87,25 @@ def error_log_text(
     if stdout_tail:
         lines += ["--- stdout (last 64 KiB) ---", stdout_tail.rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+def result_status_doc(
+    res: WorkResult, settings: WorkerSettings, porch_path: str, moved_to: str | None
+) -> dict[str, Any]:
+    """The status document of a final result filed at ``moved_to``."""
+    return status_doc(
+        intent_file=os.path.basename(res.path),
+        status=res.outcome.value,
+        message=res.message,
+        mode=settings.mode,
+        porch_path=porch_path,
+        sha256=res.sha256,
+        size=res.size,
+        duration_ms=res.duration_ms,
+        exit_code=res.exit_code,
+        attempts=res.attempt,
+        worker=res.worker,
+        moved_to=moved_to,
+        output_dir=res.output_dir,
+        correlation_id=res.correlation_id,
+    )

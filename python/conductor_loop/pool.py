@@ -1,8 +1,9 @@
-"""The worker pool: pre-started worker processes the supervisor feeds with small batches.
+"""The worker pool: pre-started worker processes the loop feeds with small batches.
 
 Shaped like gunicorn's arbiter rather than ``concurrent.futures``: each worker is a
 ``multiprocessing`` process (``forkserver`` start method, so the supervisor never forks once the
-Rust watcher's threads run) with its own duplex pipe. The supervisor knows exactly which batches
+Rust watcher's threads run) with its own duplex pipe, running a target it is given (the pool knows
+nothing of intents: see :data:`WorkerTarget`). The pool knows exactly which batches
 each worker holds, so a worker that dies is reaped, replaced, and its intents requeued; a worker
 whose heartbeat stalls is killed. Workers can be added and retired one at a time (autoscaling,
 SIGTTIN/SIGTTOU).
@@ -16,60 +17,21 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from conductor_loop.worker import FAILED_OUTCOME, RETRY, IntentProcessor, WorkerSettings, WorkItem, WorkResult
+from conductor_loop.records import ABORT_SIGNAL, WorkItem, WorkResult
 
 #: Heartbeat slots (one per concurrently live worker).
 MAX_SLOTS = 256
-#: Sent by the supervisor to make a worker stop now (it kills porch's process group on the way out).
-ABORT_SIGNAL = signal.SIGUSR1
 
-
-def _worker_main(slot: int, settings: WorkerSettings, conn: Connection, heartbeat: Any) -> None:
-    """Entry point of a worker process: process batches until told to stop or the pipe closes."""
-    # The supervisor decides when workers stop: Ctrl-C on a terminal, or a SIGTERM sent to the whole
-    # process group or cgroup, must not cut a worker short; it finishes what it holds.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
-        signal.signal(sig, signal.SIG_IGN)
-
-    def _abort(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)  # unwinds through the executor, which kills porch's group
-
-    signal.signal(ABORT_SIGNAL, _abort)
-    processor = IntentProcessor(settings, slot + 1)
-    while True:
-        try:
-            batch = conn.recv()
-        except (EOFError, OSError):
-            break
-        if batch is None:
-            break
-        results: list[WorkResult] = []
-        for item in batch:
-            heartbeat[slot] = time.monotonic()
-            try:
-                results.append(processor.process(item))
-            except Exception as exc:  # noqa: BLE001 - a worker reports, never dies, on a bad intent
-                final = item.attempt > settings.retries
-                results.append(
-                    WorkResult(
-                        path=item.path,
-                        outcome=FAILED_OUTCOME if final else RETRY,
-                        message=f"internal error in worker: {type(exc).__name__}: {exc}",
-                        attempt=item.attempt,
-                        worker=slot + 1,
-                    )
-                )
-        heartbeat[slot] = 0.0
-        try:
-            conn.send(results)
-        except (BrokenPipeError, OSError):
-            break
+#: The body of a worker process: ``target(slot, settings, conn, heartbeat)``. It receives lists of
+#: items on ``conn`` (``None`` means stop), sends back one list of results per list, and sets
+#: ``heartbeat[slot]`` to ``time.monotonic()`` while it works on an item (0.0 when idle).
+WorkerTarget = Callable[[int, Any, Connection, Any], None]
 
 
 @dataclass(eq=False)
@@ -109,11 +71,12 @@ class Death:
 class Pool:
     """Worker processes plus the bookkeeping to feed, reap and resize them."""
 
-    def __init__(self, settings: WorkerSettings, *, start_method: str = "forkserver") -> None:
+    def __init__(self, settings: Any, target: WorkerTarget, *, start_method: str = "forkserver") -> None:
         self.settings = settings
+        self.target = target
         self.ctx = mp.get_context(start_method)
         if start_method == "forkserver":
-            self.ctx.set_forkserver_preload(["conductor_loop.worker", "conductor_loop.pool"])
+            self.ctx.set_forkserver_preload([target.__module__, __name__])
         self.heartbeat: Any = self.ctx.Array("d", MAX_SLOTS, lock=False)
         self.workers: dict[int, WorkerHandle] = {}
         self._by_conn: dict[int, WorkerHandle] = {}
@@ -126,7 +89,7 @@ class Pool:
         parent, child = self.ctx.Pipe(duplex=True)
         self.heartbeat[slot] = 0.0
         proc = self.ctx.Process(  # type: ignore[attr-defined]
-            target=_worker_main,
+            target=self.target,
             args=(slot, self.settings, child, self.heartbeat),
             name=f"conductor-worker-{slot + 1}",
             daemon=True,
@@ -271,3 +234,26 @@ class Pool:
                 w.proc.join(timeout=grace)
         for w in list(self.workers.values()):
             self._forget(w)
+
+
+class BootFailures:
+    """Workers that die while starting, counted: this many in a row stop the loop instead of respawning.
+
+    A worker that dies within ``grace`` seconds of its start without returning anything failed to boot.
+    """
+
+    def __init__(self, grace: float = 5.0, fatal: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace = grace
+        self.fatal = fatal
+        self.clock = clock
+        self.count = 0
+
+    def exited(self, w: WorkerHandle) -> bool:
+        """Count one exit; True when the loop should stop."""
+        if w.retiring:
+            return False
+        if not w.served and self.clock() - w.started < self.grace:
+            self.count += 1
+            return self.count >= self.fatal
+        self.count = 0
+        return False

@@ -42,6 +42,9 @@ from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
 
+from conductor_loop.clock import compact_stamp, rfc3339
+from conductor_loop.layout import DB_NAME, STATE_DIR
+
 __all__ = [
     "DB_NAME",
     "GO_STATE_NAME",
@@ -58,8 +61,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = ".conductor"
-DB_NAME = "state.db"
 GO_STATE_NAME = ".conductor-state.json"
 SCHEMA_VERSION = 1
 STATUSES = ("claimed", "success", "failed", "skipped")
@@ -228,13 +229,8 @@ def parse_rfc3339(text: str) -> float:
 
 
 def format_rfc3339(ts: float) -> str:
-    """Render epoch seconds as RFC 3339 UTC with microseconds and a ``Z`` suffix."""
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _utc_stamp() -> str:
-    return datetime.now(tz=timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    """Render epoch seconds as RFC 3339 UTC with microseconds and a ``Z`` suffix (the Go export's form)."""
+    return rfc3339(ts, digits=6)
 
 
 class StateStore:
@@ -364,7 +360,7 @@ class StateStore:
             version += 1
 
     def _move_aside(self) -> str:
-        base = f"{self.path}.corrupt-{_utc_stamp()}"
+        base = f"{self.path}.corrupt-{compact_stamp(digits=6)}"
         target = base
         n = 1
         while os.path.lexists(target):

@@ -1,92 +1,43 @@
 """What a worker does with one intent: read once, validate, dedupe, execute, write the status.
 
-Workers never move files and never touch the state database: they return a :class:`WorkResult`
-and the supervisor records and files it. The bytes that are hashed are the bytes validated and
-handed to the executor (one read, :func:`conductor_loop.validate.read_intent`).
+Workers never move files and never touch the state database: they return a
+:class:`~conductor_loop.records.WorkResult` and the loop records and files it. The bytes that are
+hashed are the bytes validated and handed to the executor (one read,
+:func:`conductor_loop.validate.read_intent`). :func:`worker_main` is the body of a pool process.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
-from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
-from conductor_loop.executor import ExecRequest, Executor, load_executor
-from conductor_loop.filing import error_log_text, rfc3339, status_doc, write_status
-from conductor_loop.names import FAILED, PROCESSED, STATUS
+from conductor_loop.clock import rfc3339
+from conductor_loop.executor import ExecRequest, ExecResult, Executor, load_executor
+from conductor_loop.filing import error_log_text, result_status_doc, write_status
+from conductor_loop.layout import Layout
+from conductor_loop.records import ABORT_SIGNAL, Outcome, WorkerSettings, WorkItem, WorkResult
 from conductor_loop.validate import ValidationError, read_intent
-
-#: Outcomes a worker reports. ``retry`` means an environment failure with attempts left; ``vanished``
-#: means the file disappeared before it could be read (nothing is written for it).
-SUCCESS, FAILED_OUTCOME, SKIPPED, RETRY, VANISHED = "success", "failed", "skipped", "retry", "vanished"
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    """Everything a worker needs to process intents; picklable, sent once at worker start."""
-
-    handoff: str
-    out: str
-    porch: str
-    mode: str
-    max_file_size: int
-    retries: int
-    timeout: float
-
-
-@dataclass(slots=True)
-class WorkItem:
-    """One intent to process. ``prev_sha256`` is the content last processed with success and filed."""
-
-    path: str
-    attempt: int = 1
-    prev_sha256: str | None = None
-    prev_when: float | None = None
-
-
-@dataclass(slots=True)
-class WorkResult:
-    """What happened to one intent in a worker."""
-
-    path: str
-    outcome: str
-    message: str
-    attempt: int
-    worker: int
-    sha256: str | None = None
-    size: int | None = None
-    exit_code: int | None = None
-    duration_ms: float = 0.0
-    timed_out: bool = False
-    output_dir: str | None = None
-    correlation_id: str | None = None
-    #: (inode, size, mtime_ns) seen before the read: the supervisor files the intent only if unchanged.
-    stat_key: tuple[int, int, int] | None = None
-    #: Where the status file says the intent goes; the supervisor rewrites the status if it differs.
-    planned: str | None = None
-    #: Error log body for failures.
-    detail: str = ""
-    doc: dict[str, Any] | None = field(default=None)
 
 
 class IntentProcessor:
-    """Processes intents inside one worker process (or in-process, for tests and ``--workers 0``)."""
+    """Processes intents inside one worker process (or in-process, for tests)."""
 
     def __init__(self, settings: WorkerSettings, worker_id: int, executor: Executor | None = None) -> None:
         self.settings = settings
         self.worker_id = worker_id
+        self.policy = settings.policy
         self.executor = executor if executor is not None else load_executor(settings.porch, settings.mode)
         self.porch_path = getattr(self.executor, "porch_path", settings.porch)
-        self.status_dir = os.path.join(settings.handoff, STATUS)
-        self.processed_dir = os.path.join(settings.handoff, PROCESSED)
-        self.failed_dir = os.path.join(settings.handoff, FAILED)
+        self.layout = Layout(settings.handoff)
 
     def process(self, item: WorkItem) -> WorkResult:
         """Process one intent and write its status file (for final outcomes)."""
         t0 = time.perf_counter()
         path = item.path
-        res = WorkResult(path=path, outcome=VANISHED, message="", attempt=item.attempt, worker=self.worker_id)
+        res = WorkResult(path=path, outcome=Outcome.VANISHED, message="", attempt=item.attempt, worker=self.worker_id)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -104,13 +55,13 @@ class IntentProcessor:
             return res
         except ValidationError as exc:
             res.sha256, res.size = exc.sha256, exc.size
-            res.outcome, res.message = FAILED_OUTCOME, f"invalid intent: {exc.reason}"
+            res.outcome, res.message = Outcome.FAILED, f"invalid intent: {exc.reason}"
             res.detail = res.message
             return self._finish(res, t0)
         res.sha256, res.size, res.correlation_id = sha, size, intent.correlation_id
         if item.prev_sha256 is not None and item.prev_sha256 == sha:
             when = rfc3339(item.prev_when) if item.prev_when else "an earlier run"
-            res.outcome = SKIPPED
+            res.outcome = Outcome.SKIPPED
             res.message = f"identical content (sha256 {sha[:12]}) already processed with success at {when}"
             return self._finish(res, t0)
         req = ExecRequest(
@@ -122,57 +73,82 @@ class IntentProcessor:
             attempt=item.attempt,
             timeout=self.settings.timeout,
         )
-        out = self.executor.execute(req)
+        self._executed(res, item, self.executor.execute(req))
+        return self._finish(res, t0)
+
+    def _executed(self, res: WorkResult, item: WorkItem, out: ExecResult) -> None:
         res.exit_code, res.timed_out, res.output_dir = out.exit_code, out.timed_out, out.output_dir
         res.message = out.message
         if out.ok:
-            res.outcome = SUCCESS
-        elif out.retryable and item.attempt <= self.settings.retries:
-            res.outcome = RETRY
+            res.outcome = Outcome.SUCCESS
+        elif out.retryable and self.policy.may_retry(item.attempt):
+            res.outcome = Outcome.RETRY
         else:
-            res.outcome = FAILED_OUTCOME
+            res.outcome = Outcome.FAILED
             res.detail = error_log_text(
-                intent_file=os.path.basename(path),
+                intent_file=os.path.basename(res.path),
                 message=out.message,
                 exit_code=out.exit_code,
                 stderr_tail=out.stderr_tail,
                 stdout_tail=out.stdout_tail,
                 ts=time.time(),
             )
-        return self._finish(res, t0)
 
     def _finish(self, res: WorkResult, t0: float) -> WorkResult:
         res.duration_ms = (time.perf_counter() - t0) * 1000.0
-        if res.outcome in (SUCCESS, SKIPPED, FAILED_OUTCOME):
-            name = os.path.basename(res.path)
-            dest = self.failed_dir if res.outcome == FAILED_OUTCOME else self.processed_dir
-            res.planned = os.path.join(dest, name)
+        if res.outcome.final:
+            res.planned = self.layout.planned(res.path, res.outcome)
             res.doc = self.status_for(res, res.planned)
-            write_status(self.status_dir, res.doc)
+            write_status(self.layout.status, res.doc)
         return res
 
     def status_for(self, res: WorkResult, moved_to: str | None) -> dict[str, Any]:
         """The status document of a result, as filed at ``moved_to``."""
         return result_status_doc(res, self.settings, self.porch_path, moved_to)
 
+    def process_safely(self, item: WorkItem) -> WorkResult:
+        """:meth:`process`, with an unexpected exception reported as a result (a worker never dies of one)."""
+        try:
+            return self.process(item)
+        except Exception as exc:  # noqa: BLE001 - a worker reports, never dies, on a bad intent
+            return WorkResult(
+                path=item.path,
+                outcome=Outcome.RETRY if self.policy.may_retry(item.attempt) else Outcome.FAILED,
+                message=f"internal error in worker: {type(exc).__name__}: {exc}",
+                attempt=item.attempt,
+                worker=self.worker_id,
+            )
 
-def result_status_doc(
-    res: WorkResult, settings: WorkerSettings, porch_path: str, moved_to: str | None
-) -> dict[str, Any]:
-    """The status document (SPEC §2) of a final result filed at ``moved_to``."""
-    return status_doc(
-        intent_file=os.path.basename(res.path),
-        status=res.outcome,
-        message=res.message,
-        mode=settings.mode,
-        porch_path=porch_path,
-        sha256=res.sha256,
-        size=res.size,
-        duration_ms=res.duration_ms,
-        exit_code=res.exit_code,
-        attempts=res.attempt,
-        worker=res.worker,
-        moved_to=moved_to,
-        output_dir=res.output_dir,
-        correlation_id=res.correlation_id,
-    )
+
+def _ignore_loop_signals() -> None:
+    # The loop decides when workers stop: Ctrl-C on a terminal, or a SIGTERM sent to the whole
+    # process group or cgroup, must not cut a worker short; it finishes what it holds.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+
+    def _abort(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the executor, which kills porch's group
+
+    signal.signal(ABORT_SIGNAL, _abort)
+
+
+def worker_main(slot: int, settings: WorkerSettings, conn: Connection, heartbeat: Any) -> None:
+    """Body of a worker process: process batches until told to stop or the pipe closes."""
+    _ignore_loop_signals()
+    processor = IntentProcessor(settings, slot + 1)
+    while True:
+        try:
+            batch = conn.recv()
+        except (EOFError, OSError):
+            break
+        if batch is None:
+            break
+        results: list[WorkResult] = []
+        for item in batch:
+            heartbeat[slot] = time.monotonic()
+            results.append(processor.process_safely(item))
+        heartbeat[slot] = 0.0
+        try:
+            conn.send(results)
+        except (BrokenPipeError, OSError):
+            break

@@ -1,0 +1,60 @@
+"""Time: the clock the loop's policies read, and the one RFC 3339 formatter.
+
+Policies (intake, queue, autoscaling) take a :class:`Clock` so tests drive them with a fake one;
+every timestamp the loop writes (status files, error logs, log lines, the Go state export) is
+rendered by :func:`rfc3339`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Monotonic time for intervals, wall time for file modification times."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+        ...
+
+    def time(self) -> float:
+        """Seconds since the epoch (comparable with ``st_mtime``)."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def monotonic(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    def time(self) -> float:
+        """``time.time()``."""
+        return time.time()
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+def rfc3339(ts: float | None = None, digits: int = 3) -> str:
+    """RFC 3339 UTC with milliseconds (``2026-01-15T10:15:02.123Z``) or, ``digits=6``, microseconds.
+
+    Milliseconds are truncated (never rounded into the next second); microseconds are Python's
+    ``datetime`` rounding, as the Go state export always had them.
+    """
+    if ts is None:
+        ts = time.time()
+    if digits == 6:
+        return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    whole = int(ts)
+    millis = min(999, int((ts - whole) * 1000))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+
+
+def compact_stamp(ts: float | None = None, digits: int = 3) -> str:
+    """The compact UTC stamp of conflict and moved-aside names: ``20260115T101502.123Z``."""
+    full = rfc3339(ts, digits)
+    return full.replace("-", "").replace(":", "")

@@ -1,0 +1,235 @@
+"""The handoff layout: every sub-path, the one name rule, and the dedupe rule.
+
+A :class:`Layout` owns the paths of one handoff directory (``processed/``, ``failed/``, ``status/``,
+``.conductor/lock``, ``.conductor/state.db``), decides which names are intents (the same rule for the
+watcher's events, the directory scan and ``status``), names status files and error logs, says where
+an outcome is filed, and reads status files. The dedupe rule (README, "Dedupe, retry and order")
+lives here too, for the loop, ``retry`` and start-up recovery alike.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from conductor_loop import _core
+from conductor_loop.records import FINAL_STATUSES, Destination, Outcome
+
+#: Longest file name (in bytes) the loop creates; the Rust core shares it.
+NAME_MAX: int = _core.NAME_MAX
+
+#: Sub-directories and files of the handoff directory owned by the loop.
+PROCESSED = Destination.PROCESSED.value
+FAILED = Destination.FAILED.value
+STATUS = "status"
+STATE_DIR = ".conductor"
+LOCK_NAME = "lock"
+DB_NAME = "state.db"
+
+STATUS_SUFFIX = ".status"
+ERROR_LOG_SUFFIX = ".error.log"
+
+DEFAULT_PATTERNS: tuple[str, ...] = ("intent-*.json",)
+
+#: Editor swap files, partial downloads and temp names are never intents, whatever the pattern says.
+TEMP_SUFFIXES: tuple[str, ...] = (".tmp", ".partial", ".part", ".swp", ".swx", "~", ".crdownload")
+
+_OWNED = frozenset((PROCESSED, FAILED, STATUS, STATE_DIR))
+
+
+class NameRule:
+    """The one rule for intent names: matches ``--pattern``, not hidden, not a temp name, not the loop's own.
+
+    Applied to the watcher's events and to directory scans alike (the Rust watcher reports every name).
+    """
+
+    __slots__ = ("_regex", "patterns")
+
+    def __init__(self, patterns: Iterable[str] = ()) -> None:
+        self.patterns: tuple[str, ...] = tuple(patterns) or DEFAULT_PATTERNS
+        self._regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in self.patterns))
+
+    def is_intent(self, name: str) -> bool:
+        """True when ``name`` (a base name) may be taken as an intent."""
+        if not name or name[0] == "." or "/" in name or name.endswith(TEMP_SUFFIXES):
+            return False
+        if name in _OWNED:
+            return False
+        return self._regex.match(name) is not None
+
+
+def fit_name(name: str, suffix: str = "", limit: int = NAME_MAX) -> str:
+    """``name + suffix``, shortened with a hash of the full name when it would exceed ``limit`` bytes.
+
+    The result keeps a readable prefix of ``name``, then ``~`` and 16 hex digits of the SHA-256 of the
+    full name, then ``suffix``: two different long names never map to the same result.
+    """
+    full = name + suffix
+    if len(full.encode("utf-8", "surrogateescape")) <= limit:
+        return full
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    tail = "~" + digest + suffix
+    room = limit - len(tail.encode("utf-8", "surrogateescape"))
+    if room < 1:
+        raise ValueError(f"suffix {suffix!r} leaves no room for a name within {limit} bytes")
+    return name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore") + tail
+
+
+def status_name(intent_name: str) -> str:
+    """Name of the status file of an intent (``intent-a.json`` → ``intent-a.json.status``)."""
+    return fit_name(intent_name, STATUS_SUFFIX)
+
+
+def error_log_name(filed_name: str) -> str:
+    """Name of the error log beside a failed intent filed as ``filed_name``."""
+    return fit_name(filed_name, ERROR_LOG_SUFFIX)
+
+
+def read_status_file(path: str) -> dict[str, Any] | None:
+    """The JSON object of a status file (at most 1 MiB read), or None when missing or not an object."""
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+class RowLike(Protocol):
+    """What the dedupe rule reads of a state row."""
+
+    status: str
+    sha256: str | None
+    processed_at: float | None
+    filed_at: float | None
+
+
+def filed_run(row: RowLike | None, sha: str | None = None) -> bool:
+    """The row records a finished run that was filed (of content ``sha``, when given)."""
+    return row is not None and row.filed_at is not None and (sha is None or row.sha256 == sha)
+
+
+def dedupe_basis(row: RowLike | None) -> tuple[str, float | None] | None:
+    """(sha256, when) of the content that an intent at this row's path would be skipped for, if any.
+
+    Identical content already processed with success (or skipped) and filed is not run again; a failed
+    row never dedupes.
+    """
+    if row is None or row.sha256 is None or not filed_run(row):
+        return None
+    if row.status not in (Outcome.SUCCESS, Outcome.SKIPPED):
+        return None
+    return row.sha256, row.processed_at
+
+
+def deduped(row: RowLike | None, sha: str) -> bool:
+    """True when the loop would skip content ``sha`` at this row's path as a duplicate."""
+    basis = dedupe_basis(row)
+    return basis is not None and basis[0] == sha
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths and name rules of one handoff directory (absolute)."""
+
+    root: str
+    patterns: tuple[str, ...] = ()
+    rule: NameRule = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", os.path.abspath(self.root))
+        object.__setattr__(self, "rule", NameRule(self.patterns))
+
+    @property
+    def processed(self) -> str:
+        """``processed/``."""
+        return os.path.join(self.root, PROCESSED)
+
+    @property
+    def failed(self) -> str:
+        """``failed/``."""
+        return os.path.join(self.root, FAILED)
+
+    @property
+    def status(self) -> str:
+        """``status/``."""
+        return os.path.join(self.root, STATUS)
+
+    @property
+    def state_dir(self) -> str:
+        """``.conductor/`` (mode 0700)."""
+        return os.path.join(self.root, STATE_DIR)
+
+    @property
+    def lock(self) -> str:
+        """``.conductor/lock``."""
+        return os.path.join(self.root, STATE_DIR, LOCK_NAME)
+
+    @property
+    def db(self) -> str:
+        """``.conductor/state.db``."""
+        return os.path.join(self.root, STATE_DIR, DB_NAME)
+
+    @property
+    def filing_dirs(self) -> tuple[str, str]:
+        """``processed/`` and ``failed/``."""
+        return self.processed, self.failed
+
+    def is_intent(self, name: str) -> bool:
+        """The one name rule (see :class:`NameRule`)."""
+        return self.rule.is_intent(name)
+
+    def intent_path(self, path: str) -> bool:
+        """``path`` is directly in the handoff and its name is an intent name."""
+        return os.path.dirname(path) == self.root and self.rule.is_intent(os.path.basename(path))
+
+    def destination(self, outcome: Outcome | str) -> str:
+        """The directory an intent with a final ``outcome`` is filed in."""
+        return self.failed if Outcome(outcome) is Outcome.FAILED else self.processed
+
+    def planned(self, path: str, outcome: Outcome | str) -> str:
+        """Where the intent at ``path`` goes when nothing is in the way."""
+        return os.path.join(self.destination(outcome), os.path.basename(path))
+
+    def status_path(self, intent_name: str) -> str:
+        """``status/<intent_name>.status``."""
+        return os.path.join(self.status, status_name(intent_name))
+
+    def error_log_path(self, filed_name: str) -> str:
+        """``failed/<filed_name>.error.log``."""
+        return os.path.join(self.failed, error_log_name(filed_name))
+
+    def read_status(self, intent_name: str) -> dict[str, Any] | None:
+        """The status file of ``intent_name``, if there is a readable one."""
+        return read_status_file(self.status_path(intent_name))
+
+    def final_status(self, intent_name: str) -> tuple[str, str, str] | None:
+        """(status, sha256, message) of a status file that records a final outcome."""
+        doc = self.read_status(intent_name)
+        if doc is None or doc.get("status") not in FINAL_STATUSES or not isinstance(doc.get("sha256"), str):
+            return None
+        return str(doc["status"]), str(doc["sha256"]), str(doc.get("message", ""))
+
+    def scan(self) -> list[str]:
+        """Paths of the intent candidates directly in the handoff (raises ``OSError``)."""
+        with os.scandir(self.root) as it:
+            return [entry.path for entry in it if self.rule.is_intent(entry.name)]
+
+    def make_dirs(self, out: str | None = None) -> None:
+        """Create the layout (and ``out``); raises ``OSError``."""
+        for d in (self.root, self.processed, self.failed, self.status, *((out,) if out else ())):
+            os.makedirs(d, exist_ok=True)
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+
+    def unwritable(self) -> str | None:
+        """The first loop directory that is not writable, if any."""
+        for d in (self.root, self.processed, self.failed, self.status):
+            if not os.access(d, os.W_OK | os.X_OK):
+                return d
+        return None

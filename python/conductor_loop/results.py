@@ -1,0 +1,114 @@
+"""Results: from what workers return to filed intents.
+
+Final results are handed to the :class:`~conductor_loop.recorder.Recorder` in groups (at most
+``FLUSH_MAX``, or after ``FLUSH_AFTER``, or when no worker is busy, and never more than two groups
+at once); retries go back to the queue with their backoff; the recorder's answers are read back as
+data and become counts, logs and requeues. Intents of a worker that died are requeued alone, or
+fail when out of attempts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from conductor_loop.feed import Feed
+from conductor_loop.filing import result_status_doc
+from conductor_loop.pool import Death
+from conductor_loop.recorder import Recorder
+from conductor_loop.records import Filing, Outcome, WorkerSettings, WorkResult
+from conductor_loop.telemetry import IntentFiled, IntentNotFiled, IntentRetried, Telemetry
+from conductor_loop.workqueue import WorkQueue
+
+#: Results are filed in groups: at most this many, or after this long, or when nothing else is in flight.
+FLUSH_MAX = 256
+FLUSH_AFTER = 0.02
+#: Groups the recorder may hold at once.
+MAX_GROUPS = 2
+
+
+class Results:
+    """Collects results between the workers and the recorder."""
+
+    def __init__(
+        self,
+        queue: WorkQueue,
+        recorder: Recorder,
+        feed: Feed,
+        telemetry: Telemetry,
+        status_basis: Callable[[], tuple[WorkerSettings, str]],
+    ) -> None:
+        self.queue = queue
+        self.recorder = recorder
+        self.feed = feed
+        self.telemetry = telemetry
+        self.status_basis = status_basis
+        self.done: list[WorkResult] = []
+        self._first_done = 0.0
+
+    def add(self, results: list[WorkResult]) -> None:
+        """Results back from a worker."""
+        if not self.done:
+            self._first_done = time.monotonic()
+        self.done.extend(results)
+
+    def lost(self, death: Death) -> None:
+        """A worker died: its intents go back alone; those out of attempts fail."""
+        for item in self.queue.requeue_lost(death.lost):
+            message = f"{death.reason} while processing this intent"
+            self.add([WorkResult(item.path, Outcome.FAILED, message, item.attempt, death.worker.id)])
+
+    @property
+    def pending(self) -> bool:
+        """Results waiting to be filed or being recorded."""
+        return bool(self.done or self.recorder.pending)
+
+    def flush_in(self) -> float | None:
+        """Seconds until the current group is due, when the recorder has room (else its answer wakes us)."""
+        if self.done and self.recorder.pending < MAX_GROUPS:
+            return self._first_done + FLUSH_AFTER - time.monotonic()
+        return None
+
+    def maybe_flush(self, busy_workers: int) -> None:
+        """File results in groups: when the group is full, old enough, or nothing else runs."""
+        if self.done and self.recorder.pending < MAX_GROUPS and (
+            len(self.done) >= FLUSH_MAX or time.monotonic() - self._first_done >= FLUSH_AFTER or busy_workers == 0
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand a group of final results to the recorder (record, then move); retries wait in the queue."""
+        done, self.done = self.done, []
+        final: list[WorkResult] = []
+        for r in done:
+            if r.outcome is Outcome.VANISHED:
+                self.queue.done(r.path)
+            elif r.outcome is Outcome.RETRY:
+                item, delay = self.queue.retry_later(r.path, r.attempt)
+                self.telemetry.emit(IntentRetried(r, item.attempt, delay))
+            else:
+                if r.doc is None:  # made by the loop (a worker died on it): the recorder writes it
+                    settings, porch = self.status_basis()
+                    r.doc = result_status_doc(r, settings, porch, None)
+                final.append(r)  # stays "in flight" until filed, so it is not taken twice
+        if final:
+            self.recorder.submit(final, changed=[r.path for r in final if r.path in self.queue.changed])
+
+    def take_recorded(self) -> None:
+        """Finish, on the loop's thread, what the recorder filed: counts, logs, requeues."""
+        for answer in self.recorder.answers():
+            if answer.error is not None:
+                self.telemetry.note("record.failed", level=40, reason=answer.error, count=len(answer.group))
+                for r in answer.group:  # not recorded: they stay in the handoff and are offered again
+                    self.queue.inflight.pop(r.path, None)
+                continue
+            for f in answer.filed:
+                self.queue.done(f.result.path)
+                if f.kind is Filing.FILED and f.moved_to is not None:
+                    self.telemetry.emit(IntentFiled(f.result, f.moved_to))
+                    continue
+                self.telemetry.emit(IntentNotFiled(f.result, f.kind, f.error))
+                if f.kind is Filing.CHANGED:
+                    self.feed.offer([f.result.path], settled=True)
+                elif f.kind is Filing.UNMOVABLE:
+                    self.queue.hold(f.result.path)

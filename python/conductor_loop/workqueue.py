@@ -1,0 +1,191 @@
+"""The work queue: ready, delayed, in-flight and changed-in-flight intents.
+
+- *ready*: a heap ordered by priority (higher first), then age (older first);
+- *delayed*: intents waiting for a retry after an environment failure (README, "Dedupe, retry and
+  order": 0.5 s doubling to 30 s, from :class:`~conductor_loop.records.RetryPolicy`);
+- *in flight*: handed to a worker or being recorded; a path seen changing meanwhile is *changed* and
+  is never filed under the old result;
+- *held*: intents whose move failed, not offered again until the watcher sees them change.
+
+It also owns batch sizing (``ready / (2 x workers)`` clamped to 1..32) and the requeue of a dead
+worker's intents, each alone, so a poison intent is pinned down while its batch-mates are not
+charged an attempt. Plain state with an injected clock and priority function: no processes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from conductor_loop.clock import SYSTEM_CLOCK, Clock
+from conductor_loop.records import RetryPolicy, WorkItem
+
+DEFAULT_PRIORITY = 5
+#: Largest batch handed to one worker at a time.
+MAX_BATCH = 32
+
+
+@dataclass(order=True, slots=True)
+class _Entry:
+    key: tuple[int, float, int]
+    item: WorkItem = field(compare=False)
+    lone: bool = field(default=False, compare=False)
+
+
+class WorkQueue:
+    """Intents between intake and the recorder."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        priority: Callable[[str], int] = lambda _p: DEFAULT_PRIORITY,
+    ) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.priority = priority
+        self._heap: list[_Entry] = []
+        self._queued: dict[str, _Entry] = {}
+        self._delayed: list[tuple[float, int, WorkItem]] = []
+        self._delayed_paths: set[str] = set()
+        self.inflight: dict[str, WorkItem] = {}
+        self.changed: set[str] = set()
+        self.held: set[str] = set()
+        self._seq = itertools.count()
+
+    # -- views ---------------------------------------------------------------------------------
+    @property
+    def ready(self) -> int:
+        """Intents queued and ready to go."""
+        return len(self._queued)
+
+    @property
+    def delayed(self) -> int:
+        """Intents waiting for a retry."""
+        return len(self._delayed)
+
+    @property
+    def backlog(self) -> int:
+        """Ready plus in flight (the autoscaler's queue figure)."""
+        return len(self._heap) + len(self.inflight)
+
+    def has_ready(self) -> bool:
+        """Anything left in the ready heap."""
+        return bool(self._heap)
+
+    def busy(self) -> bool:
+        """Anything ready, in flight or delayed."""
+        return bool(self._heap or self.inflight or self._delayed)
+
+    def knows(self, path: str) -> bool:
+        """``path`` is ready, in flight or delayed."""
+        return path in self._queued or path in self.inflight or path in self._delayed_paths
+
+    def next_due(self) -> float | None:
+        """Seconds until the next delayed intent is due, or None."""
+        return self._delayed[0][0] - self.clock.monotonic() if self._delayed else None
+
+    # -- intake --------------------------------------------------------------------------------
+    def admit(self, paths: Iterable[str], *, settled: bool) -> list[str]:
+        """The fresh ones of candidate ``paths``; marks those in flight as changed.
+
+        ``settled``: the watcher saw the path written (a held intent is released); a sweep's
+        candidates (``settled=False``) never release a held intent.
+        """
+        fresh = []
+        for path in paths:
+            if path in self.held:
+                if not settled:
+                    continue
+                self.held.discard(path)
+            if path in self.inflight:
+                self.changed.add(path)
+                continue
+            if path in self._queued or path in self._delayed_paths:
+                continue
+            fresh.append(path)
+        return fresh
+
+    def push(self, item: WorkItem, *, lone: bool = False) -> None:
+        """Queue ``item`` as ready (``lone``: it goes to a worker in a batch of its own)."""
+        key = (-self.priority(item.path), self.clock.monotonic(), next(self._seq))
+        entry = _Entry(key=key, item=item, lone=lone)
+        heapq.heappush(self._heap, entry)
+        self._queued[item.path] = entry
+
+    def release_due(self) -> None:
+        """Move delayed intents whose time has come to the ready heap."""
+        now = self.clock.monotonic()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, item = heapq.heappop(self._delayed)
+            self._delayed_paths.discard(item.path)
+            self.push(item)
+
+    # -- dispatch ------------------------------------------------------------------------------
+    def batch_size(self, workers: int) -> int:
+        """How many intents one batch holds: ``ready / (2 x workers)``, clamped to 1..32."""
+        return max(1, min(MAX_BATCH, len(self._heap) // (2 * max(1, workers))))
+
+    def take_batch(self, workers: int) -> list[WorkItem]:
+        """The next batch for a worker (marked in flight); a lone intent always travels alone."""
+        n = self.batch_size(workers)
+        batch: list[WorkItem] = []
+        while self._heap and len(batch) < n:
+            entry = heapq.heappop(self._heap)
+            if self._queued.get(entry.item.path) is not entry:
+                continue
+            if entry.lone and batch:
+                heapq.heappush(self._heap, entry)
+                break
+            del self._queued[entry.item.path]
+            batch.append(entry.item)
+            self.inflight[entry.item.path] = entry.item
+            if entry.lone:
+                break
+        return batch
+
+    def unsend(self, batch: list[WorkItem]) -> None:
+        """A batch could not be sent: back to the ready heap."""
+        for item in batch:
+            del self.inflight[item.path]
+            self.push(item)
+
+    # -- results -------------------------------------------------------------------------------
+    def done(self, path: str) -> None:
+        """``path`` left the loop (filed, gone, vanished or not recorded)."""
+        self.inflight.pop(path, None)
+        self.changed.discard(path)
+
+    def hold(self, path: str) -> None:
+        """The move of ``path`` failed: not offered again by sweeps until the watcher sees it change."""
+        self.held.add(path)
+
+    def retry_later(self, path: str, attempt: int) -> tuple[WorkItem, float]:
+        """An environment failure of ``attempt``: queue the next attempt after the backoff."""
+        item = self.inflight.pop(path, None) or WorkItem(path=path, attempt=attempt)
+        delay = self.policy.delay(item.attempt)
+        item.attempt += 1
+        heapq.heappush(self._delayed, (self.clock.monotonic() + delay, next(self._seq), item))
+        self._delayed_paths.add(item.path)
+        return item, delay
+
+    def requeue_lost(self, lost: list[WorkItem]) -> list[WorkItem]:
+        """Intents a dead worker held: each goes back alone; returns those out of attempts.
+
+        Only an intent that was alone in the worker is charged an attempt: it is the one that killed it.
+        """
+        alone = len(lost) == 1
+        out_of_attempts = []
+        for item in lost:
+            self.inflight.pop(item.path, None)
+            charged = item.attempt + 1 if alone else item.attempt
+            if not self.policy.may_retry(charged - 1):
+                item.attempt = charged - 1
+                out_of_attempts.append(item)
+            else:
+                item.attempt = charged
+                self.push(item, lone=True)
+        return out_of_attempts
