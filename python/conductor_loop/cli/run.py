@@ -1,0 +1,156 @@
+"""``conductor-loop run``: the loop, a dry run, and the progress bar of ``--once`` on a terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from conductor_loop.cli.common import (
+    EXIT_FAILURES,
+    EXIT_FATAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    fail,
+    given,
+    resolve_or_exit,
+    run_options,
+)
+from conductor_loop.config import RunConfig
+
+RUN_EXAMPLE = """
+\b
+Examples:
+  conductor-loop run --handoff /var/lib/conductor/handoff --out /var/lib/conductor/out
+  conductor-loop run --once --porch /usr/local/bin/porch --mode structured
+  conductor-loop run -handoff ./handoff -porch builtin -once        # Go loop spellings
+"""
+
+
+@click.command(epilog=RUN_EXAMPLE)
+@run_options
+def run(**params: Any) -> None:
+    """Run the loop: watch (default) or drain the backlog once (--once)."""
+    from conductor_loop.executor import load_executor, resolve_porch
+    from conductor_loop.logs import setup_logging
+
+    cfg, _sources = resolve_or_exit(params)
+    try:
+        cfg.porch = resolve_porch(cfg.porch)
+        executor = load_executor(cfg.porch, cfg.mode)  # a plug-in that cannot load fails here, not in every worker
+    except Exception as exc:  # noqa: BLE001 - any failure to build the executor is a configuration error
+        fail(EXIT_USAGE, f"--porch {cfg.porch!r}: {exc}" if "porch" not in str(exc) else str(exc))
+    try:
+        setup_logging(cfg.log_format, cfg.log_level)
+    except ValueError as exc:
+        fail(EXIT_USAGE, str(exc))
+    if cfg.dry_run:
+        sys.exit(_dry_run(cfg))
+    sys.exit(_run_loop(cfg, params, executor))
+
+
+def _run_loop(cfg: RunConfig, params: dict[str, Any], executor: Any) -> int:
+    from conductor_loop.executor import resolve_porch
+    from conductor_loop.lock import LockHeld
+    from conductor_loop.metrics import Health, Metrics, MetricsServer
+    from conductor_loop.records import FatalError
+    from conductor_loop.supervisor import Supervisor
+
+    metrics, health = Metrics(), Health(live_timeout=max(30.0, cfg.timeout + 15.0))
+    server = None
+    if cfg.metrics_addr:
+        try:
+            server = MetricsServer(cfg.metrics_addr, metrics, health)
+            host, port = server.start()
+        except (OSError, ValueError) as exc:
+            fail(EXIT_USAGE, f"--metrics-addr {cfg.metrics_addr}: {exc}")
+        click.echo(f"conductor-loop: serving /metrics on http://{host}:{port}", err=True)
+
+    progress = Progress(enabled=cfg.once and sys.stderr.isatty())
+
+    def reload() -> RunConfig:
+        from conductor_loop.config import resolve
+
+        new, _ = resolve(given(params), os.environ, params.get("config"))  # raises ConfigError
+        new.porch = resolve_porch(new.porch)
+        return new
+
+    sup = Supervisor(cfg, metrics=metrics, health=health, reload=reload, on_outcome=progress.update,
+                     executor=executor)
+    try:
+        with progress:
+            summary = sup.run()
+    except LockHeld as exc:
+        fail(EXIT_USAGE, str(exc))
+    except FatalError as exc:
+        fail(EXIT_FATAL, str(exc))
+    finally:
+        if server is not None:
+            server.stop()
+    if cfg.once:
+        click.echo(summary.line())
+        return EXIT_FAILURES if summary.failed else EXIT_OK
+    return EXIT_OK
+
+
+class Progress:
+    """A rich progress bar on a terminal; nothing otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("intents"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("intents", total=None)
+        return self
+
+    def update(self, summary: Any, total: int) -> None:
+        """Called by the loop (through its telemetry) after each filed intent."""
+        if self._bar is not None:
+            self._bar.update(self._task, completed=summary.total, total=max(total, summary.total))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def _dry_run(cfg: RunConfig) -> int:
+    """List what a run would do, touching nothing."""
+    from conductor_loop.layout import NameRule
+    from conductor_loop.validate import validate_path
+
+    handoff = os.path.abspath(cfg.handoff)
+    matcher = NameRule(cfg.patterns)
+    try:
+        names = sorted(n for n in os.listdir(handoff) if matcher.is_intent(n))
+    except FileNotFoundError:
+        names = []
+    out = os.path.abspath(cfg.out)
+    for name in names:
+        path = os.path.join(handoff, name)
+        problems = validate_path(path, cfg.max_file_size)
+        if problems:
+            click.echo(f"would fail  {name}: {'; '.join(problems)}")
+            continue
+        argv = [cfg.porch, "-intent", path, "-out", out] + (["-structured"] if cfg.mode == "structured" else [])
+        click.echo(f"would run   {name}: {' '.join(argv)}")
+    click.echo(f"dry run: {len(names)} intent(s) in {handoff}; nothing was changed")
+    return EXIT_OK
+
+

@@ -1,0 +1,162 @@
+"""``conductor-loop state export|import|prune``: the Go state format, and pruning old rows.
+
+``export`` reads the state read-only (fine while a loop runs); ``import`` and ``prune`` refuse while a
+loop holds the lock, and hold it themselves while they write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+
+import click
+
+from conductor_loop import _core, lock
+from conductor_loop.cli.common import EXIT_FATAL, EXIT_USAGE, config_option, fail, handoff_of, handoff_option
+from conductor_loop.layout import Layout
+
+EXPORT_HELP = """Write the state in the Go loop's .conductor-state.json format (stdout by default).
+
+\b
+Examples:
+  conductor-loop state export --handoff ./handoff -o backup.json
+  conductor-loop state export | jq '.states | length'
+"""
+
+IMPORT_HELP = """Import a Go .conductor-state.json into the state (rows already present are kept).
+
+Refused while a loop is running on the handoff directory.
+
+\b
+Example:
+  conductor-loop state import --handoff ./handoff /old/handoff/.conductor-state.json
+"""
+
+PRUNE_HELP = """Delete finished state rows filed longer ago than --older-than (files are not touched).
+
+Refused while a loop is running (the loop prunes by itself with --cleanup-after).
+
+\b
+Example:
+  conductor-loop state prune --handoff ./handoff --older-than 30d
+"""
+
+
+
+@contextlib.contextmanager
+def _exclusive(handoff: str, what: str) -> Iterator[None]:
+    """Hold the loop's lock while changing the state; exit 1 when a loop runs."""
+    layout = Layout(handoff)
+    os.makedirs(layout.state_dir, mode=0o700, exist_ok=True)
+    try:
+        fd = lock.acquire(layout.lock)
+    except lock.LockHeld as exc:
+        fail(EXIT_FATAL, f"cannot {what} while a loop is running: {exc}; stop it first")
+    try:
+        yield
+    finally:
+        lock.release(fd)
+
+
+@click.group("state")
+def state_group() -> None:
+    """Export, import or prune the loop's state (SQLite in <handoff>/.conductor/state.db).
+
+    \b
+    Examples:
+      conductor-loop state export -o state.json
+      conductor-loop state import old/.conductor-state.json
+      conductor-loop state prune --older-than 30d
+    """
+
+
+@state_group.command("export", help=EXPORT_HELP)
+@handoff_option
+@config_option
+@click.option("-o", "--output", metavar="FILE", help="Write here (atomically) instead of stdout.")
+def state_export(handoff: str | None, config: str | None, output: str | None) -> None:
+    """``conductor-loop state export``."""
+    from conductor_loop.state import StateError, StateStore, format_rfc3339
+
+    path, _ = handoff_of(handoff, config)
+    try:
+        with StateStore(path, readonly=True) as store:
+            doc = store.export_go()
+    except FileNotFoundError:
+        click.echo(f"conductor-loop: no state yet in {path}; exporting an empty state", err=True)
+        doc = {"version": "1.0", "saved_at": format_rfc3339(time.time()), "states": {}}
+    except (sqlite3.Error, StateError) as exc:
+        fail(EXIT_FATAL, f"cannot read the state of {path}: {exc}")
+        return
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        _core.write_atomic(os.path.abspath(output), text.encode("utf-8"))
+    except OSError as exc:
+        fail(EXIT_FATAL, f"cannot write {output}: {exc}")
+    click.echo(f"exported {len(doc['states'])} entries to {output}", err=True)
+
+
+@state_group.command("import", help=IMPORT_HELP)
+@handoff_option
+@config_option
+@click.argument("file", metavar="FILE")
+def state_import(handoff: str | None, config: str | None, file: str) -> None:
+    """``conductor-loop state import``."""
+    from conductor_loop.state import StateError, StateStore
+
+    path, _ = handoff_of(handoff, config)
+    if not os.path.isfile(file):
+        fail(EXIT_FATAL, f"{file}: no such file")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        fail(EXIT_FATAL, f"cannot create {path}: {exc.strerror or exc}")
+    with _exclusive(path, "import state"):
+        try:
+            with StateStore(path) as store:
+                n = store.import_go(os.path.abspath(file))
+        except ValueError as exc:
+            fail(EXIT_FATAL, str(exc))
+            return
+        except (OSError, sqlite3.Error, StateError) as exc:
+            fail(EXIT_FATAL, f"cannot write the state of {path}: {exc}")
+            return
+    click.echo(f"imported {n} entries into {Layout(path).state_dir}")
+
+
+@state_group.command("prune", help=PRUNE_HELP)
+@handoff_option
+@config_option
+@click.option("--older-than", default="7d", show_default=True, metavar="DURATION",
+              help="Age (since filed) of the rows to delete: 12h, 7d, 30d…")
+def state_prune(handoff: str | None, config: str | None, older_than: str) -> None:
+    """``conductor-loop state prune``."""
+    from conductor_loop.config import parse_duration
+    from conductor_loop.state import StateError, StateStore
+
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        fail(EXIT_USAGE, f"--older-than: {exc}")
+        return
+    path, _ = handoff_of(handoff, config)
+    if not os.path.exists(Layout(path).db):
+        click.echo(f"no state yet in {path}; nothing to prune")
+        return
+    with _exclusive(path, "prune state"):
+        try:
+            with StateStore(path) as store:
+                n = store.prune(age)
+        except (OSError, sqlite3.Error, StateError) as exc:
+            fail(EXIT_FATAL, f"cannot prune the state of {path}: {exc}")
+            return
+    click.echo(f"pruned {n} entries older than {older_than}")
+
+
