@@ -8,6 +8,7 @@ pub mod error;
 pub mod fsops;
 pub mod hash;
 pub mod names;
+pub mod settle;
 pub mod watcher;
 
 use std::ffi::OsString;

@@ -1,12 +1,12 @@
-//! Inotify watcher of one directory with a per-path quiet-period coalescer.
+//! Inotify watcher of one directory that hands out names once they settled.
 //!
-//! A background thread reads inotify events and keeps, per name, whether the file was
-//! closed after writing (`IN_CLOSE_WRITE`) or renamed in (`IN_MOVED_TO`) — "armed" — and when it
-//! last saw any event for it. An armed name that stays quiet for the debounce period is
-//! "settled" and handed out by [`Watcher::wait_batch`]. A later `IN_MODIFY`/`IN_CREATE` disarms
-//! it again (someone is writing), a later close-write re-arms it. A name deleted or renamed away
-//! before it is handed out is dropped. Overflow, a lost watch or a replaced directory set the
-//! `rescan` flag; a lost watch is re-added (every 100 ms) as soon as the directory exists again.
+//! A background thread reads inotify events, translates each into a [`Kind`]
+//! (`IN_CLOSE_WRITE`, `IN_MOVED_TO`, `IN_MODIFY`/`IN_CREATE`, `IN_MOVED_FROM`, `IN_DELETE`, queue
+//! overflow) and feeds the [`Coalescer`], which owns the settle rule. Settled names wait in the
+//! shared state until the caller takes them ([`Watcher::take_batch`], [`Watcher::wait_batch`]);
+//! a settled name that sees another event before it is taken goes back to the coalescer.
+//! Overflow, a lost watch or a replaced directory set the `rescan` flag; a lost watch is re-added
+//! (every 100 ms) as soon as the directory exists again.
 //!
 //! The watcher is dumb about names: every entry of the directory but a sub-directory is tracked
 //! (hidden and temp names too); the caller decides which names are intents.
@@ -18,7 +18,7 @@
 //! The thread never panics on I/O errors: they are recorded ([`Watcher::last_error`]) and turn
 //! into `rescan` / not alive.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::ErrorKind as IoKind;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -33,6 +33,7 @@ use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use rustix::fs::{statat, AtFlags, CWD};
 
 use crate::error::{CoreError, Result};
+use crate::settle::{Coalescer, Kind};
 
 /// How often the thread retries a lost watch.
 const RETRY_LOST: Duration = Duration::from_millis(100);
@@ -66,19 +67,10 @@ pub struct Batch {
 }
 
 #[derive(Debug)]
-struct Entry {
-    /// Closed after writing / renamed in, and not written since.
-    armed: bool,
-    /// Time of the last event for this name.
-    last: Instant,
-    /// When it was (last) armed, and a sequence number to break ties.
-    ready_at: Instant,
-    seq: u64,
-}
-
-#[derive(Debug)]
 struct State {
-    entries: HashMap<Vec<u8>, Entry>,
+    /// Names seen but not settled yet (the settle rule).
+    coal: Coalescer,
+    /// Settled names not taken yet, oldest first (and as a set).
     settled: Vec<Vec<u8>>,
     settled_set: HashSet<Vec<u8>>,
     rescan: bool,
@@ -87,8 +79,6 @@ struct State {
     watching: bool,
     closed: bool,
     thread_dead: bool,
-    debounce: Duration,
-    seq: u64,
     last_error: Option<String>,
     /// `is_alive()` as of the last batch taken (a change makes a batch ready).
     seen_alive: bool,
@@ -114,80 +104,53 @@ impl State {
         }
     }
 
-    fn unsettle(&mut self, name: &[u8]) -> bool {
+    fn unsettle(&mut self, name: &[u8]) {
         if self.settled_set.remove(name) {
             self.settled.retain(|n| n.as_slice() != name);
-            true
-        } else {
-            false
         }
     }
 
     fn forget_all(&mut self) {
-        self.entries.clear();
+        self.coal.forget_all();
         self.settled.clear();
         self.settled_set.clear();
     }
 
-    /// Move names that stayed quiet long enough from `entries` to `settled`. Returns whether
-    /// any settled, and the next deadline of a still-armed entry.
+    /// Move names that stayed quiet long enough to `settled`. Returns whether any settled or a
+    /// rescan was asked, and the next deadline of a still-armed name.
     fn settle(&mut self, now: Instant) -> (bool, Option<Instant>) {
-        let mut due: Vec<(Instant, u64, Vec<u8>)> = Vec::new();
-        let mut next: Option<Instant> = None;
-        for (name, e) in &self.entries {
-            if !e.armed {
-                continue;
-            }
-            let deadline = e.last + self.debounce;
-            if deadline <= now {
-                due.push((e.ready_at, e.seq, name.clone()));
-            } else {
-                next = Some(next.map_or(deadline, |n| n.min(deadline)));
-            }
-        }
-        if due.is_empty() {
-            return (false, next);
-        }
-        due.sort();
-        for (_, _, name) in due {
-            self.entries.remove(&name);
+        let out = self.coal.settle(now);
+        let changed = !out.ready.is_empty() || out.rescan;
+        self.rescan |= out.rescan;
+        for name in out.ready {
             if self.settled_set.insert(name.clone()) {
                 self.settled.push(name);
             }
         }
-        (true, next)
+        (changed, out.next)
     }
 
-    /// Apply one event for a (matching, non-hidden) name.
-    fn apply(&mut self, name: &[u8], mask: EventMask, now: Instant) {
-        if mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
-            self.entries.remove(name);
-            self.unsettle(name);
-            return;
-        }
-        let arm = mask.intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO);
-        let write = mask.intersects(EventMask::MODIFY | EventMask::CREATE);
-        let was_settled = self.unsettle(name);
-        if !arm && !write && !was_settled && !self.entries.contains_key(name) {
-            // IN_ATTRIB on a file we are not tracking (e.g. a touch of an old file).
-            return;
-        }
-        self.seq += 1;
-        let seq = self.seq;
-        let e = self.entries.entry(name.to_vec()).or_insert(Entry {
-            armed: was_settled,
-            last: now,
-            ready_at: now,
-            seq,
-        });
-        e.last = now;
-        if arm {
-            e.armed = true;
-            e.ready_at = now;
-            e.seq = seq;
-        } else if write {
-            e.armed = false;
-        }
+    /// Apply one event for a name: a settled name not taken yet goes back to the coalescer.
+    fn apply(&mut self, name: &[u8], kind: Kind, now: Instant) {
+        self.unsettle(name);
+        self.coal.apply(name, kind, now);
+    }
+}
+
+/// The settle rule's reading of one inotify event (None: not about a name's content).
+fn kind_of(mask: EventMask) -> Option<Kind> {
+    if mask.contains(EventMask::DELETE) {
+        Some(Kind::Deleted)
+    } else if mask.contains(EventMask::MOVED_FROM) {
+        Some(Kind::MovedOut)
+    } else if mask.contains(EventMask::CLOSE_WRITE) {
+        Some(Kind::CloseWrite)
+    } else if mask.contains(EventMask::MOVED_TO) {
+        Some(Kind::MovedIn)
+    } else if mask.intersects(EventMask::MODIFY | EventMask::CREATE) {
+        Some(Kind::Modified)
+    } else {
+        None
     }
 }
 
@@ -240,7 +203,7 @@ impl Watcher {
         let ready = new_eventfd()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                entries: HashMap::new(),
+                coal: Coalescer::new(debounce),
                 settled: Vec::new(),
                 settled_set: HashSet::new(),
                 rescan: false,
@@ -248,8 +211,6 @@ impl Watcher {
                 watching: true,
                 closed: false,
                 thread_dead: false,
-                debounce,
-                seq: 0,
                 last_error: None,
                 seen_alive: true,
                 signalled: false,
@@ -360,22 +321,17 @@ impl Watcher {
     /// Paths seen modified that have not settled, plus settled ones not yet taken.
     pub fn pending(&self) -> Vec<PathBuf> {
         let st = self.shared.lock();
-        let mut v: Vec<(Instant, u64, &Vec<u8>)> = st
-            .entries
-            .iter()
-            .map(|(n, e)| (e.ready_at, e.seq, n))
-            .collect();
-        v.sort();
         st.settled
             .iter()
-            .chain(v.into_iter().map(|(_, _, n)| n))
-            .map(|n| self.dir.join(OsStr::from_bytes(n)))
+            .cloned()
+            .chain(st.coal.pending())
+            .map(|n| self.dir.join(OsStr::from_bytes(&n)))
             .collect()
     }
 
     /// Change the quiet period.
     pub fn set_debounce(&self, debounce: Duration) {
-        self.shared.lock().debounce = debounce;
+        self.shared.lock().coal.set_debounce(debounce);
         poke(&self.wake);
     }
 
@@ -565,7 +521,7 @@ impl Worker {
                 if mask.contains(EventMask::Q_OVERFLOW) {
                     // Events were lost: a name seen written but not closed may never see its
                     // close. Forget those (the caller's rescan checks mtimes); keep armed ones.
-                    st.entries.retain(|_, e| e.armed);
+                    st.coal.apply(b"", Kind::Overflow, now);
                     st.rescan = true;
                     changed = true;
                     continue;
@@ -587,7 +543,11 @@ impl Worker {
                     continue;
                 }
                 match name {
-                    Some(n) if n != b"." && n != b".." => st.apply(&n, mask, now),
+                    Some(n) if n != b"." && n != b".." => {
+                        if let Some(kind) = kind_of(mask) {
+                            st.apply(&n, kind, now);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -789,40 +749,13 @@ mod tests {
     }
 
     #[test]
-    fn state_machine() {
-        let mut st = State {
-            entries: HashMap::new(),
-            settled: Vec::new(),
-            settled_set: HashSet::new(),
-            rescan: false,
-            events: 0,
-            watching: true,
-            closed: false,
-            thread_dead: false,
-            debounce: Duration::from_millis(10),
-            seq: 0,
-            last_error: None,
-            seen_alive: true,
-            signalled: false,
-        };
-        let t0 = Instant::now();
-        st.apply(b"a", EventMask::CREATE, t0);
-        st.apply(b"a", EventMask::CLOSE_WRITE, t0);
-        st.apply(b"b", EventMask::ATTRIB, t0); // untracked attrib: ignored
-        assert!(!st.entries.contains_key(&b"b"[..]));
-        let (s, _) = st.settle(t0 + Duration::from_millis(5));
-        assert!(!s);
-        st.apply(b"a", EventMask::MODIFY, t0 + Duration::from_millis(6)); // disarm
-        let (s, next) = st.settle(t0 + Duration::from_millis(50));
-        assert!(!s && next.is_none());
-        st.apply(b"a", EventMask::CLOSE_WRITE, t0 + Duration::from_millis(60));
-        let (s, _) = st.settle(t0 + Duration::from_millis(80));
-        assert!(s);
-        assert_eq!(st.settled, vec![b"a".to_vec()]);
-        // modified again before being taken: back to pending, not settled
-        st.apply(b"a", EventMask::MODIFY, t0 + Duration::from_millis(90));
-        assert!(st.settled.is_empty());
-        st.apply(b"a", EventMask::DELETE, t0 + Duration::from_millis(91));
-        assert!(st.entries.is_empty());
+    fn event_kinds() {
+        assert_eq!(kind_of(EventMask::CREATE), Some(Kind::Modified));
+        assert_eq!(kind_of(EventMask::MODIFY), Some(Kind::Modified));
+        assert_eq!(kind_of(EventMask::CLOSE_WRITE), Some(Kind::CloseWrite));
+        assert_eq!(kind_of(EventMask::MOVED_TO), Some(Kind::MovedIn));
+        assert_eq!(kind_of(EventMask::MOVED_FROM), Some(Kind::MovedOut));
+        assert_eq!(kind_of(EventMask::DELETE), Some(Kind::Deleted));
+        assert_eq!(kind_of(EventMask::ATTRIB), None);
     }
 }
