@@ -4,8 +4,8 @@
 //! Temp files are always hidden (leading `.`) and carry a marker so that recovery code can find
 //! leftovers: `.<name>.cl-move-<pid>-<rand>.tmp` for cross-filesystem moves and
 //! `.<name>.cl-tmp-<pid>-<rand>.tmp` for atomic writes (see [`MOVE_TEMP_MARKER`],
-//! [`ATOMIC_TEMP_MARKER`], [`TEMP_SUFFIX`]). When `<name>` is too long for NAME_MAX it is cut and
-//! followed by `~<hash>`.
+//! [`ATOMIC_TEMP_MARKER`], [`TEMP_SUFFIX`]). When `<name>` is too long for NAME_MAX it is
+//! shortened by [`crate::names::fit_name`] (`<prefix>~<16 hex digits>`).
 
 use std::collections::hash_map::RandomState;
 use std::ffi::{OsStr, OsString};
@@ -18,19 +18,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::error::{CoreError, Result};
+use crate::names::{fit_name, NAME_MAX};
 use rustix::fs::Timespec;
 use rustix::fs::{
     fchmod, fstat, futimens, linkat, open, openat, renameat, renameat_with, statat, unlinkat,
     AtFlags, FileType, Mode, OFlags, RenameFlags, Stat, Timestamps, CWD,
 };
 use rustix::io::Errno;
-use sha2::{Digest, Sha256};
 
-use crate::error::{CoreError, Result};
-use crate::hash::to_hex;
-
-/// Longest file name the kernel accepts (bytes).
-pub const NAME_MAX: usize = 255;
 /// Marker inside the hidden temp name of a cross-filesystem move.
 pub const MOVE_TEMP_MARKER: &str = ".cl-move-";
 /// Marker inside the hidden temp name of `write_atomic`.
@@ -52,45 +48,6 @@ pub fn split_ext(name: &[u8]) -> (&[u8], &[u8]) {
         Some(i) if i > 0 && name.len() - i <= 32 => name.split_at(i),
         _ => (name, &[]),
     }
-}
-
-/// Largest prefix of `s` not longer than `max` bytes, cut on a UTF-8 boundary when `s` is UTF-8.
-fn cut(s: &[u8], max: usize) -> &[u8] {
-    if s.len() <= max {
-        return s;
-    }
-    match std::str::from_utf8(s) {
-        Ok(text) => {
-            let mut end = max;
-            while end > 0 && !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            &s[..end]
-        }
-        Err(_) => &s[..max],
-    }
-}
-
-/// `stem + middle + ext`, shortened to NAME_MAX by cutting the stem and adding `~<12 hex of the
-/// SHA-256 of the full name>`: never an error, and distinct full names stay distinct.
-pub fn fit_name(stem: &[u8], middle: &[u8], ext: &[u8]) -> Vec<u8> {
-    let mut full = Vec::with_capacity(stem.len() + middle.len() + ext.len());
-    full.extend_from_slice(stem);
-    full.extend_from_slice(middle);
-    full.extend_from_slice(ext);
-    if full.len() <= NAME_MAX {
-        return full;
-    }
-    let h = to_hex(&Sha256::digest(&full));
-    let tag = format!("~{}", &h[..12]);
-    // middle and ext are short (timestamps, counters, markers, ≤ 32-byte extensions).
-    let keep = NAME_MAX.saturating_sub(tag.len() + middle.len() + ext.len());
-    let mut out = Vec::with_capacity(NAME_MAX);
-    out.extend_from_slice(cut(stem, keep));
-    out.extend_from_slice(tag.as_bytes());
-    out.extend_from_slice(middle);
-    out.extend_from_slice(ext);
-    out
 }
 
 /// UTC civil date from days since 1970-01-01 (proleptic Gregorian calendar).
@@ -128,14 +85,18 @@ fn now_millis() -> i64 {
 }
 
 /// The k-th candidate name for `name`: k = 0 is `name` itself (shortened if needed), k = 1 adds
-/// the timestamp before the extension, k ≥ 2 adds the timestamp and a counter.
+/// the timestamp before the extension, k ≥ 2 adds the timestamp and a counter. A name too long
+/// for NAME_MAX keeps a prefix of its stem and `~<hash of the stem>` (see [`fit_name`]).
 pub fn candidate_name(name: &[u8], k: u64, ts: &str) -> Vec<u8> {
     let (stem, ext) = split_ext(name);
-    match k {
-        0 => fit_name(stem, b"", ext),
-        1 => fit_name(stem, ts.as_bytes(), ext),
-        _ => fit_name(stem, format!("{ts}.{k}").as_bytes(), ext),
-    }
+    let middle = match k {
+        0 => String::new(),
+        1 => ts.to_owned(),
+        _ => format!("{ts}.{k}"),
+    };
+    // The extension (≤ 32 bytes), timestamp and counter always leave room; were they not to,
+    // the full name is returned and the kernel's ENAMETOOLONG reaches the caller.
+    fit_name(stem, &[middle.as_bytes(), ext].concat(), NAME_MAX).unwrap_or_else(|| name.to_vec())
 }
 
 /// A random-enough token for temp names (O_EXCL makes collisions harmless anyway).
@@ -151,7 +112,8 @@ fn rand_token() -> String {
     format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
 
-/// Hidden temp name `.<name><marker><pid>-<rand>.tmp`, at most NAME_MAX bytes.
+/// Hidden temp name `.<name><marker><pid>-<rand>.tmp`, at most NAME_MAX bytes (a long `<name>`
+/// is shortened by [`fit_name`]).
 pub fn temp_name(name: &[u8], marker: &str) -> Vec<u8> {
     let tail = format!(
         "{marker}{}-{}{TEMP_SUFFIX}",
@@ -160,16 +122,11 @@ pub fn temp_name(name: &[u8], marker: &str) -> Vec<u8> {
     );
     let mut short = Vec::with_capacity(NAME_MAX);
     short.push(b'.');
-    let room = NAME_MAX - 1 - tail.len();
-    if name.len() <= room {
-        short.extend_from_slice(name);
-    } else {
-        let h = to_hex(&Sha256::digest(name));
-        let tag = format!("~{}", &h[..12]);
-        short.extend_from_slice(cut(name, room - tag.len()));
-        short.extend_from_slice(tag.as_bytes());
+    // The tail is at most ~50 bytes, so there is always room; the fallback is never taken.
+    match fit_name(name, tail.as_bytes(), NAME_MAX - 1) {
+        Some(n) => short.extend_from_slice(&n),
+        None => short.extend_from_slice(tail.as_bytes()),
     }
-    short.extend_from_slice(tail.as_bytes());
     short
 }
 

@@ -1,13 +1,14 @@
 //! `conductor_loop._core`: the Rust core of conductor-loop, exposed to Python with PyO3.
 //!
-//! The logic lives in plain-Rust modules ([`hash`], [`fsops`], [`watcher`]) that are unit-tested
+//! The logic lives in plain-Rust modules ([`hash`], [`fsops`], [`names`], [`watcher`]) that are unit-tested
 //! with `cargo test`; this file only converts arguments, releases the GIL around every blocking
 //! call (`py.detach`) and maps [`error::CoreError`] to Python `OSError` subclasses.
 
 pub mod error;
 pub mod fsops;
-pub mod glob;
 pub mod hash;
+pub mod names;
+pub mod settle;
 pub mod watcher;
 
 use std::ffi::OsString;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::error::{CoreError, ErrorKind};
 
@@ -148,6 +149,22 @@ fn fsync_dir(py: Python<'_>, path: PathBuf) -> PyResult<()> {
     py.detach(|| fsops::fsync_dir(&path)).map_err(to_pyerr)
 }
 
+/// ``name + suffix``, shortened with ``~`` and a hash of ``name`` when longer than ``limit`` bytes.
+#[pyfunction]
+#[pyo3(signature = (name, suffix=OsString::new(), limit=names::NAME_MAX as i64))]
+fn fit_name(name: OsString, suffix: OsString, limit: i64) -> PyResult<OsString> {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let fitted = usize::try_from(limit)
+        .ok()
+        .and_then(|l| names::fit_name(name.as_bytes(), suffix.as_bytes(), l));
+    match fitted {
+        Some(v) => Ok(OsString::from_vec(v)),
+        None => Err(PyValueError::new_err(format!(
+            "suffix {suffix:?} leaves no room for a name within {limit} bytes"
+        ))),
+    }
+}
+
 /// One result of :meth:`Watcher.next_batch`.
 #[pyclass(module = "conductor_loop._core", name = "Batch", frozen)]
 struct PyBatch {
@@ -203,6 +220,19 @@ impl PyBatch {
 /// Longest time `next_batch` stays without the GIL before checking for signals.
 const SIGNAL_SLICE: Duration = Duration::from_millis(100);
 
+/// The debounce of ``Watcher(dir, debounce_ms)`` or of the deprecated
+/// ``Watcher(dir, patterns, debounce_ms)`` (whose patterns are ignored).
+fn debounce_arg(args: &Bound<'_, PyTuple>, kw: Option<u64>) -> PyResult<u64> {
+    match (args.len(), kw) {
+        (0, Some(ms)) => Ok(ms),
+        (1, None) => args.get_item(0)?.extract(),
+        (2, None) => args.get_item(1)?.extract(),
+        _ => Err(PyTypeError::new_err(
+            "Watcher(dir, debounce_ms) takes a directory and a debounce in milliseconds",
+        )),
+    }
+}
+
 /// Inotify watcher of one directory that emits a path once it settled (quiet for
 /// ``debounce_ms`` after a close-write or a rename into the directory).
 #[pyclass(module = "conductor_loop._core", name = "Watcher", frozen)]
@@ -213,17 +243,31 @@ struct PyWatcher {
 #[pymethods]
 impl PyWatcher {
     #[new]
-    #[pyo3(signature = (dir, patterns, debounce_ms))]
+    #[pyo3(signature = (dir, *args, debounce_ms=None))]
     fn new(
         py: Python<'_>,
         dir: PathBuf,
-        patterns: Vec<String>,
-        debounce_ms: u64,
+        args: &Bound<'_, PyTuple>,
+        debounce_ms: Option<u64>,
     ) -> PyResult<Self> {
+        let debounce = Duration::from_millis(debounce_arg(args, debounce_ms)?);
         let inner = py
-            .detach(|| watcher::Watcher::new(&dir, &patterns, Duration::from_millis(debounce_ms)))
+            .detach(|| watcher::Watcher::new(&dir, debounce))
             .map_err(to_pyerr)?;
         Ok(PyWatcher { inner })
+    }
+
+    /// A descriptor (eventfd) readable while a batch is ready; for ``select`` / ``wait``.
+    fn fileno(&self) -> i32 {
+        self.inner.ready_fd()
+    }
+
+    /// The batch ready now (possibly empty), without waiting; rearms :meth:`fileno`.
+    fn take_batch(&self) -> PyResult<PyBatch> {
+        if self.inner.is_closed() {
+            return Err(PyValueError::new_err("take_batch on a closed Watcher"));
+        }
+        Ok(PyBatch::from_core(self.inner.take_batch()))
     }
 
     /// Wait up to ``timeout_ms`` for settled paths or a rescan; checks for signals every 100 ms.
@@ -321,11 +365,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rename_exchange, m)?)?;
     m.add_function(wrap_pyfunction!(syncfs, m)?)?;
     m.add_function(wrap_pyfunction!(fsync_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_name, m)?)?;
     m.add_class::<PyBatch>()?;
     m.add_class::<PyWatcher>()?;
     m.add("MOVE_TEMP_MARKER", fsops::MOVE_TEMP_MARKER)?;
     m.add("ATOMIC_TEMP_MARKER", fsops::ATOMIC_TEMP_MARKER)?;
     m.add("TEMP_SUFFIX", fsops::TEMP_SUFFIX)?;
-    m.add("NAME_MAX", fsops::NAME_MAX)?;
+    m.add("NAME_MAX", names::NAME_MAX)?;
     Ok(())
 }

@@ -1,20 +1,27 @@
-//! Inotify watcher of one directory with a per-path quiet-period coalescer.
+//! Inotify watcher of one directory that hands out names once they settled.
 //!
-//! A background thread reads inotify events and keeps, per matching name, whether the file was
-//! closed after writing (`IN_CLOSE_WRITE`) or renamed in (`IN_MOVED_TO`) — "armed" — and when it
-//! last saw any event for it. An armed name that stays quiet for the debounce period is
-//! "settled" and handed out by [`Watcher::wait_batch`]. A later `IN_MODIFY`/`IN_CREATE` disarms
-//! it again (someone is writing), a later close-write re-arms it. A name deleted or renamed away
-//! before it is handed out is dropped. Overflow, a lost watch or a replaced directory set the
-//! `rescan` flag; a lost watch is re-added (every 100 ms) as soon as the directory exists again.
+//! A background thread reads inotify events, translates each into a [`Kind`]
+//! (`IN_CLOSE_WRITE`, `IN_MOVED_TO`, `IN_MODIFY`/`IN_CREATE`, `IN_MOVED_FROM`, `IN_DELETE`, queue
+//! overflow) and feeds the [`Coalescer`], which owns the settle rule. Settled names wait in the
+//! shared state until the caller takes them ([`Watcher::take_batch`], [`Watcher::wait_batch`]);
+//! a settled name that sees another event before it is taken goes back to the coalescer.
+//! Overflow, a lost watch or a replaced directory set the `rescan` flag; a lost watch is re-added
+//! (every 100 ms) as soon as the directory exists again.
+//!
+//! The watcher is dumb about names: every entry of the directory but a sub-directory is tracked
+//! (hidden and temp names too); the caller decides which names are intents.
+//!
+//! [`Watcher::ready_fd`] is an eventfd that is readable while a batch is ready (settled paths, a
+//! rescan, or a change of [`Watcher::is_alive`] since the last batch taken), so the caller can wait
+//! on it together with its other descriptors; [`Watcher::take_batch`] takes the batch and rearms it.
 //!
 //! The thread never panics on I/O errors: they are recorded ([`Watcher::last_error`]) and turn
 //! into `rescan` / not alive.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::ErrorKind as IoKind;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -26,7 +33,7 @@ use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use rustix::fs::{statat, AtFlags, CWD};
 
 use crate::error::{CoreError, Result};
-use crate::glob::fnmatch;
+use crate::settle::{Coalescer, Kind};
 
 /// How often the thread retries a lost watch.
 const RETRY_LOST: Duration = Duration::from_millis(100);
@@ -42,7 +49,6 @@ fn watch_mask() -> WatchMask {
         | WatchMask::CREATE
         | WatchMask::DELETE
         | WatchMask::MOVED_FROM
-        | WatchMask::ATTRIB
         | WatchMask::DELETE_SELF
         | WatchMask::MOVE_SELF
         | WatchMask::ONLYDIR
@@ -61,19 +67,10 @@ pub struct Batch {
 }
 
 #[derive(Debug)]
-struct Entry {
-    /// Closed after writing / renamed in, and not written since.
-    armed: bool,
-    /// Time of the last event for this name.
-    last: Instant,
-    /// When it was (last) armed, and a sequence number to break ties.
-    ready_at: Instant,
-    seq: u64,
-}
-
-#[derive(Debug)]
 struct State {
-    entries: HashMap<Vec<u8>, Entry>,
+    /// Names seen but not settled yet (the settle rule).
+    coal: Coalescer,
+    /// Settled names not taken yet, oldest first (and as a set).
     settled: Vec<Vec<u8>>,
     settled_set: HashSet<Vec<u8>>,
     rescan: bool,
@@ -82,86 +79,78 @@ struct State {
     watching: bool,
     closed: bool,
     thread_dead: bool,
-    debounce: Duration,
-    seq: u64,
     last_error: Option<String>,
+    /// `is_alive()` as of the last batch taken (a change makes a batch ready).
+    seen_alive: bool,
+    /// The ready eventfd has been written since the last batch taken.
+    signalled: bool,
 }
 
 impl State {
-    fn unsettle(&mut self, name: &[u8]) -> bool {
+    fn alive(&self) -> bool {
+        !self.closed && !self.thread_dead && self.watching
+    }
+
+    /// Something for the caller: settled paths, a rescan, or a change of liveness.
+    fn ready(&self) -> bool {
+        !self.settled.is_empty() || self.rescan || self.alive() != self.seen_alive
+    }
+
+    /// Make `fd` readable when a batch is ready (once until the next take).
+    fn signal(&mut self, fd: &OwnedFd) {
+        if self.ready() && !self.signalled {
+            poke(fd);
+            self.signalled = true;
+        }
+    }
+
+    fn unsettle(&mut self, name: &[u8]) {
         if self.settled_set.remove(name) {
             self.settled.retain(|n| n.as_slice() != name);
-            true
-        } else {
-            false
         }
     }
 
     fn forget_all(&mut self) {
-        self.entries.clear();
+        self.coal.forget_all();
         self.settled.clear();
         self.settled_set.clear();
     }
 
-    /// Move names that stayed quiet long enough from `entries` to `settled`. Returns whether
-    /// any settled, and the next deadline of a still-armed entry.
+    /// Move names that stayed quiet long enough to `settled`. Returns whether any settled or a
+    /// rescan was asked, and the next deadline of a still-armed name.
     fn settle(&mut self, now: Instant) -> (bool, Option<Instant>) {
-        let mut due: Vec<(Instant, u64, Vec<u8>)> = Vec::new();
-        let mut next: Option<Instant> = None;
-        for (name, e) in &self.entries {
-            if !e.armed {
-                continue;
-            }
-            let deadline = e.last + self.debounce;
-            if deadline <= now {
-                due.push((e.ready_at, e.seq, name.clone()));
-            } else {
-                next = Some(next.map_or(deadline, |n| n.min(deadline)));
-            }
-        }
-        if due.is_empty() {
-            return (false, next);
-        }
-        due.sort();
-        for (_, _, name) in due {
-            self.entries.remove(&name);
+        let out = self.coal.settle(now);
+        let changed = !out.ready.is_empty() || out.rescan;
+        self.rescan |= out.rescan;
+        for name in out.ready {
             if self.settled_set.insert(name.clone()) {
                 self.settled.push(name);
             }
         }
-        (true, next)
+        (changed, out.next)
     }
 
-    /// Apply one event for a (matching, non-hidden) name.
-    fn apply(&mut self, name: &[u8], mask: EventMask, now: Instant) {
-        if mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
-            self.entries.remove(name);
-            self.unsettle(name);
-            return;
-        }
-        let arm = mask.intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO);
-        let write = mask.intersects(EventMask::MODIFY | EventMask::CREATE);
-        let was_settled = self.unsettle(name);
-        if !arm && !write && !was_settled && !self.entries.contains_key(name) {
-            // IN_ATTRIB on a file we are not tracking (e.g. a touch of an old file).
-            return;
-        }
-        self.seq += 1;
-        let seq = self.seq;
-        let e = self.entries.entry(name.to_vec()).or_insert(Entry {
-            armed: was_settled,
-            last: now,
-            ready_at: now,
-            seq,
-        });
-        e.last = now;
-        if arm {
-            e.armed = true;
-            e.ready_at = now;
-            e.seq = seq;
-        } else if write {
-            e.armed = false;
-        }
+    /// Apply one event for a name: a settled name not taken yet goes back to the coalescer.
+    fn apply(&mut self, name: &[u8], kind: Kind, now: Instant) {
+        self.unsettle(name);
+        self.coal.apply(name, kind, now);
+    }
+}
+
+/// The settle rule's reading of one inotify event (None: not about a name's content).
+fn kind_of(mask: EventMask) -> Option<Kind> {
+    if mask.contains(EventMask::DELETE) {
+        Some(Kind::Deleted)
+    } else if mask.contains(EventMask::MOVED_FROM) {
+        Some(Kind::MovedOut)
+    } else if mask.contains(EventMask::CLOSE_WRITE) {
+        Some(Kind::CloseWrite)
+    } else if mask.contains(EventMask::MOVED_TO) {
+        Some(Kind::MovedIn)
+    } else if mask.intersects(EventMask::MODIFY | EventMask::CREATE) {
+        Some(Kind::Modified)
+    } else {
+        None
     }
 }
 
@@ -181,6 +170,7 @@ pub struct Watcher {
     dir: PathBuf,
     shared: Arc<Shared>,
     wake: Arc<OwnedFd>,
+    ready: Arc<OwnedFd>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -195,8 +185,8 @@ fn poke(fd: &OwnedFd) {
 }
 
 impl Watcher {
-    /// Start watching `dir` for names matching one of `patterns` (hidden names never match).
-    pub fn new(dir: &Path, patterns: &[String], debounce: Duration) -> Result<Watcher> {
+    /// Start watching every name in `dir` (but sub-directories).
+    pub fn new(dir: &Path, debounce: Duration) -> Result<Watcher> {
         let dir = std::path::absolute(dir).map_err(|e| CoreError::io(&e, "absolute path", dir))?;
         let inotify = Inotify::init().map_err(|e| CoreError::io(&e, "inotify_init", &dir))?;
         let wd = inotify
@@ -204,13 +194,16 @@ impl Watcher {
             .add(&dir, watch_mask())
             .map_err(|e| CoreError::io(&e, "inotify_add_watch", &dir))?;
         let ident = dir_identity(&dir);
-        let wake = Arc::new(
+        let new_eventfd = || {
             eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
-                .map_err(|e| CoreError::rx(e, "eventfd", &dir))?,
-        );
+                .map(Arc::new)
+                .map_err(|e| CoreError::rx(e, "eventfd", &dir))
+        };
+        let wake = new_eventfd()?;
+        let ready = new_eventfd()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                entries: HashMap::new(),
+                coal: Coalescer::new(debounce),
                 settled: Vec::new(),
                 settled_set: HashSet::new(),
                 rescan: false,
@@ -218,22 +211,23 @@ impl Watcher {
                 watching: true,
                 closed: false,
                 thread_dead: false,
-                debounce,
-                seq: 0,
                 last_error: None,
+                seen_alive: true,
+                signalled: false,
             }),
             cond: Condvar::new(),
         });
         let mut worker = Worker {
             dir: dir.clone(),
-            patterns: patterns.to_vec(),
             inotify,
             wd: Some(wd),
             ident,
             shared: Arc::clone(&shared),
             wake: Arc::clone(&wake),
+            ready: Arc::clone(&ready),
         };
         let thread_shared = Arc::clone(&shared);
+        let thread_ready = Arc::clone(&ready);
         let handle = std::thread::Builder::new()
             .name("cl-watcher".into())
             .spawn(move || {
@@ -245,6 +239,7 @@ impl Watcher {
                 }
                 st.thread_dead = true;
                 st.watching = false;
+                st.signal(&thread_ready);
                 drop(st);
                 thread_shared.cond.notify_all();
             })
@@ -253,6 +248,7 @@ impl Watcher {
             dir,
             shared,
             wake,
+            ready,
             thread: Mutex::new(Some(handle)),
         })
     }
@@ -275,7 +271,19 @@ impl Watcher {
         };
         st.rescan = false;
         st.events = 0;
+        st.seen_alive = st.alive();
+        if st.signalled {
+            let mut buf = [0u8; 8];
+            let _ = rustix::io::read(self.ready.as_fd(), &mut buf);
+            st.signalled = false;
+        }
         b
+    }
+
+    /// The eventfd that is readable while a batch is ready (see the module documentation).
+    /// It stays open until the watcher is dropped.
+    pub fn ready_fd(&self) -> RawFd {
+        self.ready.as_raw_fd()
     }
 
     /// Wait up to `max_wait` for settled paths or a rescan. `Some(batch)` when there is one,
@@ -303,7 +311,8 @@ impl Watcher {
         }
     }
 
-    /// Take whatever there is now (possibly an empty batch); resets the event count.
+    /// Take whatever there is now (possibly an empty batch); resets the event count and rearms
+    /// the ready descriptor.
     pub fn take_batch(&self) -> Batch {
         let mut st = self.shared.lock();
         self.take(&mut st)
@@ -312,22 +321,17 @@ impl Watcher {
     /// Paths seen modified that have not settled, plus settled ones not yet taken.
     pub fn pending(&self) -> Vec<PathBuf> {
         let st = self.shared.lock();
-        let mut v: Vec<(Instant, u64, &Vec<u8>)> = st
-            .entries
-            .iter()
-            .map(|(n, e)| (e.ready_at, e.seq, n))
-            .collect();
-        v.sort();
         st.settled
             .iter()
-            .chain(v.into_iter().map(|(_, _, n)| n))
-            .map(|n| self.dir.join(OsStr::from_bytes(n)))
+            .cloned()
+            .chain(st.coal.pending())
+            .map(|n| self.dir.join(OsStr::from_bytes(&n)))
             .collect()
     }
 
     /// Change the quiet period.
     pub fn set_debounce(&self, debounce: Duration) {
-        self.shared.lock().debounce = debounce;
+        self.shared.lock().coal.set_debounce(debounce);
         poke(&self.wake);
     }
 
@@ -352,6 +356,7 @@ impl Watcher {
         {
             let mut st = self.shared.lock();
             st.closed = true;
+            st.signal(&self.ready);
         }
         self.shared.cond.notify_all();
         poke(&self.wake);
@@ -371,23 +376,15 @@ impl Drop for Watcher {
 /// The background thread's side.
 struct Worker {
     dir: PathBuf,
-    patterns: Vec<String>,
     inotify: Inotify,
     wd: Option<WatchDescriptor>,
     ident: Option<(u64, u64)>,
     shared: Arc<Shared>,
     wake: Arc<OwnedFd>,
+    ready: Arc<OwnedFd>,
 }
 
 impl Worker {
-    fn matches(&self, name: &[u8]) -> bool {
-        if name.first() == Some(&b'.') {
-            return false;
-        }
-        let text = String::from_utf8_lossy(name);
-        self.patterns.iter().any(|p| fnmatch(p, &text))
-    }
-
     fn record_error(&self, st: &mut State, msg: String) {
         st.last_error = Some(msg);
         st.rescan = true;
@@ -490,6 +487,7 @@ impl Worker {
             next_deadline = next;
             changed |= settled;
             let notify = changed && (!st.settled.is_empty() || st.rescan);
+            st.signal(&self.ready);
             drop(st);
             if notify {
                 self.shared.cond.notify_all();
@@ -523,7 +521,7 @@ impl Worker {
                 if mask.contains(EventMask::Q_OVERFLOW) {
                     // Events were lost: a name seen written but not closed may never see its
                     // close. Forget those (the caller's rescan checks mtimes); keep armed ones.
-                    st.entries.retain(|_, e| e.armed);
+                    st.coal.apply(b"", Kind::Overflow, now);
                     st.rescan = true;
                     changed = true;
                     continue;
@@ -544,10 +542,13 @@ impl Worker {
                 if mask.contains(EventMask::ISDIR) {
                     continue;
                 }
-                if let Some(n) = name {
-                    if self.matches(&n) {
-                        st.apply(&n, mask, now);
+                match name {
+                    Some(n) if n != b"." && n != b".." => {
+                        if let Some(kind) = kind_of(mask) {
+                            st.apply(&n, kind, now);
+                        }
                     }
+                    _ => {}
                 }
             }
         }
@@ -561,8 +562,64 @@ mod tests {
     use std::fs;
     use std::io::Write;
 
-    fn pats() -> Vec<String> {
-        vec!["intent-*.json".to_string()]
+    fn readable(w: &Watcher) -> bool {
+        // SAFETY: the descriptor stays open as long as `w`.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(w.ready_fd()) };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let ts = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        poll(&mut fds, Some(&ts)).unwrap() == 1
+    }
+
+    fn wait_readable(w: &Watcher, ms: u64) -> bool {
+        let end = Instant::now() + Duration::from_millis(ms);
+        while Instant::now() < end {
+            if readable(w) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn ready_fd_follows_batches_and_liveness() {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path().join("handoff");
+        fs::create_dir(&d).unwrap();
+        let w = Watcher::new(&d, Duration::from_millis(30)).unwrap();
+        assert!(!readable(&w));
+        assert_eq!(w.take_batch(), Batch::default());
+        fs::write(d.join("a"), "x").unwrap();
+        assert!(wait_readable(&w, 3000));
+        assert!(readable(&w)); // level-triggered until taken
+        let b = w.take_batch();
+        assert_eq!(b.paths, vec![d.join("a")]);
+        assert!(!readable(&w));
+        fs::write(d.join("b"), "x").unwrap();
+        assert!(wait_readable(&w, 3000));
+        assert_eq!(w.take_batch().paths, vec![d.join("b")]);
+        // the directory goes: rescan, then not alive; each makes the descriptor readable
+        fs::remove_file(d.join("a")).unwrap();
+        fs::remove_file(d.join("b")).unwrap();
+        fs::remove_dir(&d).unwrap();
+        assert!(wait_readable(&w, 3000));
+        assert!(w.take_batch().rescan);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!w.is_alive());
+        if readable(&w) {
+            w.take_batch();
+        }
+        assert!(!readable(&w));
+        fs::create_dir(&d).unwrap();
+        assert!(wait_readable(&w, 3000));
+        assert!(w.is_alive());
+        assert!(w.take_batch().rescan);
+        // close: not alive any more, readable; the descriptor stays valid
+        w.close();
+        assert!(readable(&w));
     }
 
     fn wait(w: &Watcher, ms: u64) -> Batch {
@@ -574,17 +631,28 @@ mod tests {
     #[test]
     fn coalesces_burst_into_one() {
         let d = tempfile::tempdir().unwrap();
-        let w = Watcher::new(d.path(), &pats(), Duration::from_millis(50)).unwrap();
+        let w = Watcher::new(d.path(), Duration::from_millis(50)).unwrap();
         let p = d.path().join("intent-a.json");
         for i in 0..50 {
             fs::write(&p, format!("{i}")).unwrap();
         }
         fs::write(d.path().join("other.txt"), "x").unwrap();
         fs::write(d.path().join(".intent-b.json"), "x").unwrap();
+        fs::create_dir(d.path().join("sub")).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
         let b = wait(&w, 3000);
-        assert_eq!(b.paths, vec![p.clone()]);
+        // every name but the sub-directory, oldest first: the caller filters
+        assert_eq!(
+            b.paths,
+            vec![
+                p.clone(),
+                d.path().join("other.txt"),
+                d.path().join(".intent-b.json")
+            ]
+        );
         assert!(!b.rescan);
         assert!(b.events >= 50, "{}", b.events);
+        assert!(!readable(&w));
         assert!(w.pending().is_empty());
         assert_eq!(w.wait_batch(Duration::from_millis(200)).unwrap(), None);
         assert!(w.is_alive());
@@ -597,7 +665,7 @@ mod tests {
     #[test]
     fn deleted_before_settling_is_dropped_and_open_writer_waits() {
         let d = tempfile::tempdir().unwrap();
-        let w = Watcher::new(d.path(), &pats(), Duration::from_millis(150)).unwrap();
+        let w = Watcher::new(d.path(), Duration::from_millis(150)).unwrap();
         let gone = d.path().join("intent-gone.json");
         fs::write(&gone, "x").unwrap();
         fs::remove_file(&gone).unwrap();
@@ -617,7 +685,7 @@ mod tests {
     #[test]
     fn rename_into_place_and_settled_order() {
         let d = tempfile::tempdir().unwrap();
-        let w = Watcher::new(d.path(), &pats(), Duration::from_millis(100)).unwrap();
+        let w = Watcher::new(d.path(), Duration::from_millis(100)).unwrap();
         let tmp = d.path().join(".intent-r.json.tmp");
         fs::write(&tmp, "x").unwrap();
         fs::rename(&tmp, d.path().join("intent-r.json")).unwrap();
@@ -636,7 +704,12 @@ mod tests {
         w.set_debounce(Duration::from_millis(30));
         fs::write(d.path().join("intent-t.json"), "t").unwrap();
         std::thread::sleep(Duration::from_millis(200));
-        fs::rename(d.path().join("intent-t.json"), d.path().join("done.txt")).unwrap();
+        fs::create_dir(d.path().join("done")).unwrap();
+        fs::rename(
+            d.path().join("intent-t.json"),
+            d.path().join("done").join("intent-t.json"),
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(100));
         assert!(w.pending().is_empty());
         assert_eq!(w.take_batch().paths, Vec::<PathBuf>::new());
@@ -647,7 +720,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let d = root.path().join("handoff");
         fs::create_dir(&d).unwrap();
-        let w = Watcher::new(&d, &pats(), Duration::from_millis(30)).unwrap();
+        let w = Watcher::new(&d, Duration::from_millis(30)).unwrap();
         fs::remove_dir(&d).unwrap();
         let b = wait(&w, 2000);
         assert!(b.rescan);
@@ -665,51 +738,24 @@ mod tests {
 
     #[test]
     fn errors() {
-        let e = Watcher::new(Path::new("/nonexistent/dir"), &pats(), Duration::ZERO)
+        let e = Watcher::new(Path::new("/nonexistent/dir"), Duration::ZERO)
             .err()
             .unwrap();
         assert_eq!(e.errno, libc::ENOENT);
         assert!(e.to_string().contains("/nonexistent/dir"));
         let f = tempfile::NamedTempFile::new().unwrap();
-        let e = Watcher::new(f.path(), &pats(), Duration::ZERO)
-            .err()
-            .unwrap();
+        let e = Watcher::new(f.path(), Duration::ZERO).err().unwrap();
         assert_eq!(e.errno, libc::ENOTDIR);
     }
 
     #[test]
-    fn state_machine() {
-        let mut st = State {
-            entries: HashMap::new(),
-            settled: Vec::new(),
-            settled_set: HashSet::new(),
-            rescan: false,
-            events: 0,
-            watching: true,
-            closed: false,
-            thread_dead: false,
-            debounce: Duration::from_millis(10),
-            seq: 0,
-            last_error: None,
-        };
-        let t0 = Instant::now();
-        st.apply(b"a", EventMask::CREATE, t0);
-        st.apply(b"a", EventMask::CLOSE_WRITE, t0);
-        st.apply(b"b", EventMask::ATTRIB, t0); // untracked attrib: ignored
-        assert!(!st.entries.contains_key(&b"b"[..]));
-        let (s, _) = st.settle(t0 + Duration::from_millis(5));
-        assert!(!s);
-        st.apply(b"a", EventMask::MODIFY, t0 + Duration::from_millis(6)); // disarm
-        let (s, next) = st.settle(t0 + Duration::from_millis(50));
-        assert!(!s && next.is_none());
-        st.apply(b"a", EventMask::CLOSE_WRITE, t0 + Duration::from_millis(60));
-        let (s, _) = st.settle(t0 + Duration::from_millis(80));
-        assert!(s);
-        assert_eq!(st.settled, vec![b"a".to_vec()]);
-        // modified again before being taken: back to pending, not settled
-        st.apply(b"a", EventMask::MODIFY, t0 + Duration::from_millis(90));
-        assert!(st.settled.is_empty());
-        st.apply(b"a", EventMask::DELETE, t0 + Duration::from_millis(91));
-        assert!(st.entries.is_empty());
+    fn event_kinds() {
+        assert_eq!(kind_of(EventMask::CREATE), Some(Kind::Modified));
+        assert_eq!(kind_of(EventMask::MODIFY), Some(Kind::Modified));
+        assert_eq!(kind_of(EventMask::CLOSE_WRITE), Some(Kind::CloseWrite));
+        assert_eq!(kind_of(EventMask::MOVED_TO), Some(Kind::MovedIn));
+        assert_eq!(kind_of(EventMask::MOVED_FROM), Some(Kind::MovedOut));
+        assert_eq!(kind_of(EventMask::DELETE), Some(Kind::Deleted));
+        assert_eq!(kind_of(EventMask::ATTRIB), None);
     }
 }

@@ -204,7 +204,7 @@ def test_over_long_name_is_shortened(tmp_path: Path) -> None:
     for n in names:
         assert len(n.encode()) <= _core.NAME_MAX
         assert n.startswith("intent-xxx") and n.endswith(".json")
-    assert re.search(r"~[0-9a-f]{12}" + STAMP, names[1]), names[1]
+    assert re.search(r"~[0-9a-f]{16}" + STAMP, names[1]), names[1]
     # multibyte names are cut on a character boundary
     uni = "é" * 125 + ".json"
     assert len(uni.encode()) == 255

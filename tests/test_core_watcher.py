@@ -1,8 +1,12 @@
-"""conductor_loop._core.Watcher through Python: settle, coalesce, drop, rescan, signals, threads."""
+"""conductor_loop._core.Watcher through Python: settle, coalesce, drop, rescan, signals, threads, fileno.
+
+The watcher is dumb about names (every name but a sub-directory is emitted); the caller filters.
+"""
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import threading
 import time
@@ -14,7 +18,6 @@ import pytest
 
 from conductor_loop import _core
 
-PATTERNS = ["intent-*.json"]
 QUEUE_KNOB = Path("/proc/sys/fs/inotify/max_queued_events")
 
 
@@ -30,6 +33,12 @@ def collect(w: _core.Watcher, seconds: float) -> tuple[list[str], bool]:
     return paths, rescan
 
 
+def readable(w: _core.Watcher, seconds: float = 0.0) -> bool:
+    """Whether ``w.fileno()`` is readable within ``seconds``."""
+    r, _, _ = select.select([w.fileno()], [], [], seconds)
+    return bool(r)
+
+
 def wait_for(cond: object, seconds: float = 3.0) -> bool:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -41,7 +50,7 @@ def wait_for(cond: object, seconds: float = 3.0) -> bool:
 
 @pytest.fixture
 def watcher(handoff: Path) -> Iterator[_core.Watcher]:
-    w = _core.Watcher(str(handoff), PATTERNS, 100)
+    w = _core.Watcher(str(handoff), 100)
     yield w
     w.close()
 
@@ -67,7 +76,8 @@ def test_deleted_before_settling_not_emitted(handoff: Path, watcher: _core.Watch
     p.unlink()
     q = handoff / "intent-away.json"
     q.write_text("y")
-    q.rename(handoff / "parked.txt")
+    (handoff / "parked").mkdir()
+    q.rename(handoff / "parked" / "intent-away.json")
     assert collect(watcher, 0.6) == ([], False)
     assert watcher.pending() == []
 
@@ -82,15 +92,16 @@ def test_rename_into_place(handoff: Path, watcher: _core.Watcher) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_ignores_hidden_temp_and_other_names(handoff: Path, watcher: _core.Watcher) -> None:
-    for name in (".intent-a.json", "intent-a.json.tmp", "intent-a.json.partial", "intent-a.json~",
-                 "notes.txt", "xintent-a.json"):
+def test_every_name_emitted_caller_filters(handoff: Path, watcher: _core.Watcher) -> None:
+    names = [".intent-a.json", "intent-a.json.tmp", "intent-a.json.partial", "intent-a.json~",
+             "notes.txt", "xintent-a.json", "intent-ok.json", "sp ace\u00e9.json"]
+    for name in names:
         (handoff / name).write_text("x")
-    (handoff / "intent-dir.json").mkdir()
-    paths, rescan = collect(watcher, 0.6)
-    assert paths == [] and not rescan
-    (handoff / "intent-ok.json").write_text("x")
-    assert watcher.next_batch(3000).paths == [str(handoff / "intent-ok.json")]
+        time.sleep(0.01)
+    (handoff / "intent-dir.json").mkdir()  # sub-directories are never tracked
+    paths, rescan = collect(watcher, 0.8)
+    assert paths == [str(handoff / n) for n in names]
+    assert not rescan
 
 
 @pytest.mark.timeout(20)
@@ -137,12 +148,12 @@ def test_overflow_sets_rescan(handoff: Path) -> None:
         old = QUEUE_KNOB.read_text()
         try:
             QUEUE_KNOB.write_text("1\n")
-            w = _core.Watcher(str(handoff), PATTERNS, 100)
+            w = _core.Watcher(str(handoff), 100)
         finally:
             QUEUE_KNOB.write_text(old)
         count = 300
     else:
-        w = _core.Watcher(str(handoff), PATTERNS, 100)
+        w = _core.Watcher(str(handoff), 100)
         count = 20000
     try:
         for i in range(count):
@@ -248,7 +259,7 @@ def test_handler_that_returns_keeps_waiting(handoff: Path, watcher: _core.Watche
 
 @pytest.mark.timeout(20)
 def test_close_idempotent_and_context_manager(handoff: Path) -> None:
-    with _core.Watcher(str(handoff), PATTERNS, 50) as w:
+    with _core.Watcher(str(handoff), 50) as w:
         assert w.is_alive()
         (handoff / "intent-c.json").write_text("c")
         assert w.next_batch(3000).paths == [str(handoff / "intent-c.json")]
@@ -261,7 +272,7 @@ def test_close_idempotent_and_context_manager(handoff: Path) -> None:
 
 @pytest.mark.timeout(20)
 def test_usable_from_thread_and_close_wakes_waiter(handoff: Path) -> None:
-    w = _core.Watcher(str(handoff), PATTERNS, 50)
+    w = _core.Watcher(str(handoff), 50)
     got: list[list[str]] = []
 
     def consume() -> None:
@@ -289,8 +300,87 @@ def test_set_debounce_and_errors(handoff: Path, watcher: _core.Watcher) -> None:
     assert watcher.pending() == [str(handoff / "intent-d.json")]
     assert watcher.next_batch(3000).paths == [str(handoff / "intent-d.json")]
     with pytest.raises(FileNotFoundError) as ei:
-        _core.Watcher(str(handoff / "missing"), PATTERNS, 10)
+        _core.Watcher(str(handoff / "missing"), 10)
     assert ei.value.filename == str(handoff / "missing")
     (handoff / "file").write_text("")
     with pytest.raises(NotADirectoryError):
-        _core.Watcher(str(handoff / "file"), PATTERNS, 10)
+        _core.Watcher(str(handoff / "file"), 10)
+    with pytest.raises(TypeError):
+        _core.Watcher(str(handoff))  # type: ignore[call-overload]
+    with pytest.raises(TypeError):
+        _core.Watcher(str(handoff), 10, debounce_ms=10)  # type: ignore[call-overload]
+
+
+@pytest.mark.timeout(20)
+def test_constructor_forms(handoff: Path) -> None:
+    """``Watcher(dir, debounce_ms)``, the keyword form, and the deprecated form whose patterns are ignored."""
+    for w in (_core.Watcher(str(handoff), 50), _core.Watcher(handoff, debounce_ms=50),
+              _core.Watcher(str(handoff), ["intent-*.json"], 50)):
+        with w:
+            (handoff / "notes.txt").write_text("n")
+            assert w.next_batch(3000).paths == [str(handoff / "notes.txt")]
+            (handoff / "notes.txt").unlink()
+
+
+@pytest.mark.timeout(20)
+def test_fileno_readable_only_while_a_batch_is_ready(handoff: Path, watcher: _core.Watcher) -> None:
+    fd = watcher.fileno()
+    assert fd == watcher.fileno() and fd > 2
+    assert os.get_inheritable(fd) is False
+    assert os.get_blocking(fd) is False
+    assert not readable(watcher)
+    empty = watcher.take_batch()  # never blocks
+    assert (empty.paths, empty.rescan) == ([], False)
+    (handoff / "intent-f.json").write_text("f")
+    assert readable(watcher, 5.0)
+    assert readable(watcher)  # stays readable until taken
+    b = watcher.take_batch()
+    assert b.paths == [str(handoff / "intent-f.json")] and b.events >= 1
+    assert not readable(watcher)
+    assert watcher.take_batch().paths == []
+    # next_batch takes through the same state and rearms too
+    (handoff / "intent-g.json").write_text("g")
+    assert readable(watcher, 5.0)
+    assert watcher.next_batch(0).paths == [str(handoff / "intent-g.json")]
+    assert not readable(watcher)
+
+
+@pytest.mark.timeout(20)
+def test_fileno_in_one_wait_with_other_descriptors(handoff: Path, watcher: _core.Watcher) -> None:
+    """The supervisor's one wait: the watcher beside a pipe in ``multiprocessing.connection.wait``."""
+    from multiprocessing.connection import wait
+
+    r, w = os.pipe()
+    try:
+        fds = [watcher.fileno(), r]
+        assert wait(fds, timeout=0.2) == []
+        os.write(w, b"x")
+        assert wait(fds, timeout=5) == [r]
+        os.read(r, 1)
+        (handoff / "intent-w.json").write_text("w")
+        assert wait(fds, timeout=5) == [watcher.fileno()]
+        assert watcher.take_batch().paths == [str(handoff / "intent-w.json")]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.timeout(30)
+def test_fileno_readable_on_liveness_change(handoff: Path, watcher: _core.Watcher) -> None:
+    handoff.rmdir()
+    assert readable(watcher, 5.0)
+    assert watcher.take_batch().rescan
+    assert wait_for(lambda: not watcher.is_alive())
+    # losing the watch is a change the caller sees through the descriptor, then it rearms
+    if readable(watcher):
+        watcher.take_batch()
+    assert not readable(watcher)
+    handoff.mkdir()
+    assert readable(watcher, 5.0)
+    assert watcher.is_alive()
+    assert watcher.take_batch().rescan
+    assert not readable(watcher)
+    watcher.close()
+    assert readable(watcher)  # closing is a liveness change too; the descriptor stays valid
+    with pytest.raises(ValueError):
+        watcher.take_batch()

@@ -7,19 +7,21 @@ Paths may be given as ``str`` or ``os.PathLike``; paths are returned as ``str``.
 """
 
 from collections.abc import Sequence
+from os import PathLike
 from types import TracebackType
+from typing import overload
 
 __version__: str
 
 NAME_MAX: int
-"""Longest file name (bytes) the core creates; longer names are shortened with a hash."""
+"""Longest file name (bytes) the core creates; longer names are shortened by :func:`fit_name`."""
 
 MOVE_TEMP_MARKER: str
 """Marker in the hidden temp name of a cross-filesystem move: ``.<name>.cl-move-<pid>-<rand>.tmp``.
 
 A leftover (after a crash) is a complete, fsynced copy only if the source is gone; recovery code
 finds leftovers by a leading ``.``, this marker and :data:`TEMP_SUFFIX`. When ``<name>`` would make
-the temp name longer than ``NAME_MAX`` it is cut and followed by ``~<12 hex digits>``.
+the temp name longer than ``NAME_MAX`` it is shortened by :func:`fit_name` (``<prefix>~<16 hex digits>``).
 """
 
 ATOMIC_TEMP_MARKER: str
@@ -36,6 +38,18 @@ class NotRegularFile(OSError):
 
 class FileTooLarge(OSError):
     """The file is larger than the ``max_size`` the caller allowed (``errno`` is EFBIG)."""
+
+def fit_name(name: str, suffix: str = "", limit: int = ...) -> str:
+    """Return ``name + suffix``, shortened when it would be longer than ``limit`` bytes (default ``NAME_MAX``).
+
+    The one rule for long names (status files, error logs, conflict names and temp names all use it).
+    A shortened name keeps a readable prefix of ``name`` (cut on a UTF-8 character boundary; bytes
+    that are not UTF-8, i.e. surrogate escapes, are dropped from the prefix), then ``~`` and the first
+    16 hex digits of the SHA-256 of ``name`` (UTF-8, surrogate escapes as their bytes), then
+    ``suffix``: two different long names never map to the same result. Lengths count the UTF-8
+    (``surrogateescape``) bytes. Raises ``ValueError`` when ``suffix`` and the tag leave no room
+    for any of ``name``.
+    """
 
 def sha256_file(path: str, max_size: int | None = None) -> tuple[str, int]:
     """Streamed SHA-256 of a regular file: ``(hex digest, size in bytes)``.
@@ -59,10 +73,11 @@ def move_noclobber(src: str, dst_dir: str, name: str | None = None) -> str:
 
     On a clash the name gets a unique ``.YYYYmmddTHHMMSS.mmmZ`` suffix (UTC) before the extension
     (``intent-a.json`` → ``intent-a.20260115T101502.123Z.json``), then a counter
-    (``intent-a.20260115T101502.123Z.2.json``). A name longer than ``NAME_MAX`` is shortened with
-    ``~<hash of the full name>``. ``src`` must be a regular file (``NotRegularFile`` otherwise;
-    symlinks are never followed). On one filesystem the move is one ``renameat2(RENAME_NOREPLACE)``
-    and is not fsynced (call :func:`fsync_dir`). Across filesystems: copy to a hidden temp name
+    (``intent-a.20260115T101502.123Z.2.json``). A name longer than ``NAME_MAX`` is shortened by
+    :func:`fit_name` applied to the stem, with the timestamp, counter and extension as its suffix.
+    ``src`` must be a regular file (``NotRegularFile`` otherwise; symlinks are never followed). On one
+    filesystem the move is one ``renameat2(RENAME_NOREPLACE)`` and is not fsynced (call
+    :func:`fsync_dir`). Across filesystems: copy to a hidden temp name
     (see :data:`MOVE_TEMP_MARKER`), keep mode and mtime, fsync, rename no-clobber, fsync the
     directory, unlink the source, fsync its directory; the temp file is removed on failure.
     Returns the final path.
@@ -85,14 +100,14 @@ def fsync_dir(path: str) -> None:
     """fsync a directory so that renames and unlinks in it are durable."""
 
 class Batch:
-    """One result of :meth:`Watcher.next_batch`."""
+    """One result of :meth:`Watcher.take_batch` / :meth:`Watcher.next_batch`."""
 
     @property
     def paths(self) -> list[str]:
-        """Settled paths, oldest first (absolute, as strings)."""
+        """Settled paths, oldest first (absolute, as strings): every name, the caller filters."""
     @property
     def rescan(self) -> bool:
-        """True when events may have been lost (overflow, lost watch, directory replaced)."""
+        """True when events may have been lost (overflow, lost watch, directory replaced): list the directory."""
     @property
     def events(self) -> int:
         """Raw inotify events consumed since the previous batch."""
@@ -103,19 +118,44 @@ class Watcher:
     """Inotify watcher of one directory that emits a path once it settled (quiet for ``debounce_ms``
     after a close-write or a rename into the directory).
 
-    Only base names matching one of the fnmatch-style ``patterns`` (``*``, ``?``, ``[...]``) and not
-    starting with ``.`` are tracked. A later write disarms a path until it is closed again; a path
-    deleted or renamed away before it is taken is never emitted. Raises ``OSError`` when ``dir``
-    cannot be watched (missing, not a directory, inotify limits). Thread-safe.
+    Dumb about names: every entry of the directory but a sub-directory is tracked and emitted,
+    hidden and temp names included; which names are intents is the caller's rule. A later write
+    disarms a path until it is closed again; a path deleted or renamed away before it is taken is
+    never emitted; a file held open and written is never emitted before it is closed. Raises
+    ``OSError`` when ``dir`` cannot be watched (missing, not a directory, inotify limits). Thread-safe.
+
+    One wait: :meth:`fileno` is readable while a batch is ready, so the watcher (it has ``fileno``)
+    can sit in ``select`` or ``multiprocessing.connection.wait`` beside pipes and sentinels; then
+    :meth:`take_batch` takes the batch without blocking.
     """
 
-    def __init__(self, dir: str, patterns: Sequence[str], debounce_ms: int) -> None: ...
+    @overload
+    def __init__(self, dir: str | PathLike[str], debounce_ms: int) -> None: ...
+    @overload
+    def __init__(self, dir: str | PathLike[str], *, debounce_ms: int) -> None: ...
+    @overload
+    def __init__(self, dir: str | PathLike[str], patterns: Sequence[str], debounce_ms: int) -> None:
+        """Deprecated form: ``patterns`` are ignored (every name is emitted; filter in Python)."""
+    def fileno(self) -> int:
+        """A descriptor (an eventfd: ``O_CLOEXEC``, non-blocking) readable while a batch is ready.
+
+        Ready means settled paths, a rescan, or a change of :meth:`is_alive` since the last batch
+        taken (after :meth:`close` too). It stays readable until :meth:`take_batch` (or
+        :meth:`next_batch`) takes the batch. Never read or close it; it stays valid until the
+        watcher is garbage-collected, also after :meth:`close`.
+        """
+    def take_batch(self) -> Batch:
+        """The batch ready now (possibly empty), without blocking; rearms :meth:`fileno`.
+
+        Raises ``ValueError`` on a closed watcher.
+        """
     def next_batch(self, timeout_ms: int) -> Batch:
         """Wait up to ``timeout_ms`` for settled paths or a rescan; returns early on signals (≤100 ms).
 
         A pending Python signal handler runs (and its exception, e.g. ``KeyboardInterrupt``,
         propagates) within 100 ms. Returns an empty batch on timeout. Raises ``ValueError`` on a
         closed watcher; a call blocked while another thread closes the watcher returns an empty batch.
+        Takes from the same state as :meth:`take_batch` (and rearms :meth:`fileno`).
         """
     def pending(self) -> list[str]:
         """Paths seen modified that have not settled yet, plus settled ones not yet taken."""
