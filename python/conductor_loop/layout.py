@@ -10,7 +10,6 @@ lives here too, for the loop, ``retry`` and start-up recovery alike.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import re
@@ -65,20 +64,12 @@ class NameRule:
 
 
 def fit_name(name: str, suffix: str = "", limit: int = NAME_MAX) -> str:
-    """``name + suffix``, shortened with a hash of the full name when it would exceed ``limit`` bytes.
+    """``name + suffix``, shortened with a hash of the full name when longer than ``limit`` bytes.
 
-    The result keeps a readable prefix of ``name``, then ``~`` and 16 hex digits of the SHA-256 of the
-    full name, then ``suffix``: two different long names never map to the same result.
+    The one name-shortening rule is the Rust core's (:func:`conductor_loop._core.fit_name`): a readable
+    prefix of ``name``, ``~``, 16 hex digits of its SHA-256, then ``suffix``.
     """
-    full = name + suffix
-    if len(full.encode("utf-8", "surrogateescape")) <= limit:
-        return full
-    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    tail = "~" + digest + suffix
-    room = limit - len(tail.encode("utf-8", "surrogateescape"))
-    if room < 1:
-        raise ValueError(f"suffix {suffix!r} leaves no room for a name within {limit} bytes")
-    return name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore") + tail
+    return _core.fit_name(name, suffix, limit)
 
 
 def status_name(intent_name: str) -> str:

@@ -1,4 +1,4 @@
-"""Structured logging for the loop (SPEC §6): one line per intent outcome and per lifecycle event.
+"""Structured logging for the loop (docs/operations.md, "Logs"): one line per intent outcome and per lifecycle event.
 
 Two formats, chosen by ``--log-format``:
 
@@ -39,25 +39,37 @@ __all__ = ["EVENTS", "LOGGER_NAME", "log_event", "parse_level", "setup_logging"]
 
 LOGGER_NAME = "conductor_loop"
 
-#: The lifecycle and outcome events the loop emits (documented in docs/operations.md).
+#: Every event the loop emits, each documented in docs/operations.md ("Events"); a test checks both ways.
 EVENTS: tuple[str, ...] = (
     "loop.start",
+    "loop.stopping",
+    "loop.force_stop",
     "loop.stop",
     "loop.reconcile",
     "loop.rescan",
-    "lock.held",
+    "loop.left_unsettled",
+    "loop.handoff_recreated",
+    "loop.lock_lost",
     "state.recovered",
     "state.imported",
+    "intent.recovered",
+    "move.recovered",
     "worker.start",
+    "worker.retire",
     "worker.exit",
     "worker.replaced",
     "pool.resize",
+    "pool.ceiling",
     "config.reload",
     "intent.success",
     "intent.failed",
     "intent.skipped",
     "intent.retry",
+    "intent.changed",
+    "intent.vanished",
+    "intent.move_failed",
     "cleanup.removed",
+    "record.failed",
     "watcher.lost",
     "watcher.restored",
 )

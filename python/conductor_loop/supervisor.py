@@ -264,7 +264,7 @@ class Supervisor:
     def wait(self) -> list[Any]:
         """THE wait: workers' pipes and sentinels, the recorder, the watch source, the signal pipe."""
         assert self.pool is not None and self.recorder is not None and self.watch is not None
-        own = (self.signals.fileno(), self.recorder.fileno(), self.watch.fileno())
+        own = (self.signals.fileno(), self.recorder.fileno(), *self.watch.wait_objects())
         ready = mp_wait([*self.pool.wait_objects(), *own], self._next_timeout())
         return [r for r in ready if r not in own]
 

@@ -1,18 +1,15 @@
 """The watch source: settled paths from the Rust ``Watcher``, filtered by the one name rule.
 
-The Rust side reports every name that settled; this module keeps the intents (the layout's
-:class:`~conductor_loop.layout.NameRule`, the same rule the directory scan applies), so a producer's
-``intent-a.json.tmp`` is never taken, whatever ``--pattern`` says. The loop waits on
-:meth:`WatchSource.fileno` together with the workers, the recorder and the signal pipe, then calls
-:meth:`WatchSource.take`, which never blocks.
+The Rust side is dumb about names: it reports every name that settled (the watchfiles way). This
+module keeps the intents with the layout's :class:`~conductor_loop.layout.NameRule`, the same rule
+the directory scan applies, so a producer's ``intent-a.json.tmp`` is never taken, whatever
+``--pattern`` says. The loop waits on :meth:`WatchSource.fileno` (the watcher's own eventfd) in its
+one ``wait``, beside the workers, the recorder and the signal pipe, then calls
+:meth:`WatchSource.take`, which never blocks. No thread of ours sits in between.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
-from collections import deque
 from dataclasses import dataclass, field
 
 from conductor_loop import _core
@@ -37,30 +34,32 @@ class WatchSource:
 
     def __init__(self, layout: Layout, debounce_ms: int) -> None:
         self.layout = layout
-        self.watcher = _core.Watcher(layout.root, list(layout.rule.patterns), debounce_ms)
-        self._news: deque[WatchTake] = deque()
-        self._stop = threading.Event()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._thread = threading.Thread(target=self._pump, name="conductor-watcher", daemon=True)
-        self._thread.start()
+        self.watcher = _core.Watcher(layout.root, debounce_ms)
+        self._alive = True
+        self._failed = False
 
-    def fileno(self) -> int:
-        """Readable when :meth:`take` has something."""
-        return self._wake_r
+    def wait_objects(self) -> list[int]:
+        """The watcher's descriptor, readable while a batch is ready (none once the watcher failed)."""
+        return [] if self._failed else [self.watcher.fileno()]
 
     def take(self) -> WatchTake:
         """Everything the watcher reported since the last call, intents only (never blocks)."""
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 4096):
-                pass
-        out = WatchTake()
-        while self._news:
-            n = self._news.popleft()
-            out.paths += [p for p in n.paths if self.layout.intent_path(p)]
-            out.rescan = out.rescan or n.rescan
-            out.events += n.events
-            out.transitions += n.transitions
-            out.error = n.error or out.error
+        if self._failed:
+            return WatchTake()
+        try:
+            batch = self.watcher.take_batch()
+            alive = self.watcher.is_alive()
+        except Exception as exc:  # noqa: BLE001 - reported through the loop, never silently
+            self._failed = True
+            return WatchTake(error=str(exc))
+        out = WatchTake(
+            paths=[p for p in batch.paths if self.layout.intent_path(p)],
+            rescan=batch.rescan,
+            events=batch.events,
+        )
+        if alive != self._alive:
+            self._alive = alive
+            out.transitions.append(alive)
         return out
 
     def pending(self) -> set[str]:
@@ -73,29 +72,4 @@ class WatchSource:
 
     def close(self) -> None:
         """Stop watching; idempotent."""
-        self._stop.set()
-        self._thread.join(timeout=2.0)
         self.watcher.close()
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def _post(self, news: WatchTake) -> None:
-        self._news.append(news)
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"!")
-
-    def _pump(self) -> None:
-        was_alive = True
-        while not self._stop.is_set():
-            try:
-                batch = self.watcher.next_batch(200)
-            except Exception as exc:  # noqa: BLE001 - reported through the loop, never silently
-                self._post(WatchTake(error=str(exc)))
-                return
-            alive = self.watcher.is_alive()
-            if alive != was_alive:
-                was_alive = alive
-                self._post(WatchTake(transitions=[alive]))
-            if batch.paths or batch.rescan or batch.events:
-                self._post(WatchTake(paths=list(batch.paths), rescan=batch.rescan, events=batch.events))

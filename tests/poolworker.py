@@ -1,0 +1,30 @@
+"""A trivial worker target for the pool tests: echoes items back; ``die`` exits, ``hang`` stalls."""
+
+from __future__ import annotations
+
+import os
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from conductor_loop.records import Outcome, WorkResult
+
+
+def echo(slot: int, settings: Any, conn: Connection, heartbeat: Any) -> None:
+    while True:
+        try:
+            batch = conn.recv()
+        except EOFError:
+            return
+        if batch is None:
+            return
+        out = []
+        for item in batch:
+            heartbeat[slot] = time.monotonic()
+            if item.path == "die":
+                os._exit(3)
+            if item.path == "hang":
+                time.sleep(3600)
+            out.append(WorkResult(item.path, Outcome.SUCCESS, f"{settings}", item.attempt, slot + 1))
+        heartbeat[slot] = 0.0
+        conn.send(out)

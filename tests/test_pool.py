@@ -1,0 +1,89 @@
+"""The pool with a trivial worker target: real processes, no porch."""
+
+from __future__ import annotations
+
+import time
+from multiprocessing.connection import wait
+from typing import Any
+
+import pytest
+
+from conductor_loop.pool import BootFailures, Death, Pool, WorkerHandle
+from conductor_loop.records import WorkItem, WorkResult
+from poolworker import echo
+
+
+def gather(pool: Pool, want_results: int = 0, want_deaths: int = 0) -> tuple[list[WorkResult], list[Death]]:
+    results: list[WorkResult] = []
+    deaths: list[Death] = []
+    deadline = time.monotonic() + 60
+    while len(results) < want_results or len(deaths) < want_deaths:
+        assert time.monotonic() < deadline, (results, deaths)
+        got, dead = pool.collect(wait(pool.wait_objects(), 1.0))
+        results += [r for _w, batch in got for r in batch]
+        deaths += dead
+    return results, deaths
+
+
+@pytest.fixture
+def pool() -> Any:
+    p = Pool("settings-1", echo, start_method="spawn")
+    yield p
+    p.stop(timeout=5)
+
+
+def test_batches_go_out_and_come_back(pool: Pool) -> None:
+    a, b = pool.spawn(), pool.spawn()
+    assert pool.size == 2 and [w.id for w in (a, b)] == [1, 2]
+    assert pool.send(a, [WorkItem("x"), WorkItem("y")]) and pool.send(b, [WorkItem("z")])
+    assert pool.busy == 2 and a.load == 2
+    results, _ = gather(pool, want_results=3)
+    assert sorted(r.path for r in results) == ["x", "y", "z"]
+    assert {r.message for r in results} == {"settings-1"}
+    assert pool.busy == 0 and a.served == 1
+
+
+def test_a_dead_worker_is_reaped_with_the_intents_it_held(pool: Pool) -> None:
+    w = pool.spawn()
+    pool.send(w, [WorkItem("die"), WorkItem("other")])
+    _, deaths = gather(pool, want_deaths=1)
+    (death,) = deaths
+    assert death.worker is w and death.exitcode == 3 and "exited with code 3" in death.reason
+    assert [i.path for i in death.lost] == ["die", "other"]
+    assert pool.size == 0
+
+
+def test_a_stalled_worker_is_killed(pool: Pool) -> None:
+    w = pool.spawn()
+    pool.send(w, [WorkItem("hang")])
+    deadline = time.monotonic() + 60
+    while not pool.heartbeat[w.slot]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert pool.stalled(3600) == []
+    (death,) = pool.stalled(0.0)
+    assert "stopped heartbeating" in death.reason and [i.path for i in death.lost] == ["hang"]
+
+
+def test_retire_lets_a_worker_finish_then_leave(pool: Pool) -> None:
+    w = pool.spawn()
+    pool.send(w, [WorkItem("x")])
+    pool.retire(w)
+    assert pool.size == 0 and pool.idle_workers() == []
+    results, deaths = gather(pool, want_results=1, want_deaths=1)
+    assert [r.path for r in results] == ["x"] and deaths[0].lost == []
+
+
+def test_boot_failures_in_a_row_are_fatal() -> None:
+    now = [100.0]
+    boot = BootFailures(grace=5.0, fatal=3, clock=lambda: now[0])
+
+    def handle(served: int = 0, retiring: bool = False) -> WorkerHandle:
+        return WorkerHandle(slot=0, proc=None, conn=None, started=99.0, served=served, retiring=retiring)  # type: ignore[arg-type]
+
+    assert not boot.exited(handle()) and not boot.exited(handle())
+    assert not boot.exited(handle(served=1))  # one that served breaks the run
+    assert not boot.exited(handle(retiring=True))
+    assert [boot.exited(handle()) for _ in range(3)] == [False, False, True]
+    now[0] = 200.0
+    assert not boot.exited(handle()) and boot.count == 0  # died long after its start: not a boot failure

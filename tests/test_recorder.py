@@ -1,0 +1,71 @@
+"""The recorder thread on real files and a real SQLite state: record, then move; answers as data."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+from pathlib import Path
+
+from conductor_loop.layout import Layout
+from conductor_loop.recorder import Recorder
+from conductor_loop.records import Filing, GroupRecorded, Outcome, WorkResult
+from conductor_loop.state import StateStore
+
+
+def result(layout: Layout, name: str, outcome: Outcome = Outcome.SUCCESS) -> WorkResult:
+    path = os.path.join(layout.root, name)
+    Path(path).write_text("{}")
+    st = os.lstat(path)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    r = WorkResult(path, outcome, "done", 1, 1, sha256="a" * 64, size=2, stat_key=key)
+    r.planned = layout.planned(path, outcome)
+    r.doc = {"intent_file": name, "status": outcome.value, "moved_to": r.planned}
+    return r
+
+
+def answers(rec: Recorder) -> list[GroupRecorded]:
+    got: list[GroupRecorded] = []
+    while not got:
+        assert select.select([rec.fileno()], [], [], 30)[0], "no answer from the recorder"
+        got = rec.answers()
+    return got
+
+
+def test_record_then_move_and_answer_as_data(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path / "handoff"))
+    layout.make_dirs()
+    out = tmp_path / "out"
+    out.mkdir()
+    rec = Recorder(layout, str(out))
+    rec.start_and_wait()
+    try:
+        ok = result(layout, "intent-ok.json")
+        bad = result(layout, "intent-bad.json", Outcome.FAILED)
+        bad.detail = "why it failed\n"
+        changed = result(layout, "intent-changed.json")
+        rewritten = result(layout, "intent-rewritten.json")
+        Path(rewritten.path).write_text('{"new": 1}')
+        gone = result(layout, "intent-gone.json")
+        os.unlink(gone.path)
+        Path(layout.processed, "intent-ok.json").write_text("in the way")
+        rec.submit([ok, bad, changed, rewritten, gone], changed=[changed.path])
+        assert rec.pending == 1
+        (answer,) = answers(rec)
+        assert rec.pending == 0 and answer.error is None
+        kinds = {os.path.basename(f.result.path): f.kind for f in answer.filed}
+        assert kinds == {"intent-ok.json": Filing.FILED, "intent-bad.json": Filing.FILED,
+                         "intent-changed.json": Filing.CHANGED, "intent-rewritten.json": Filing.CHANGED,
+                         "intent-gone.json": Filing.GONE}
+        moved = next(f.moved_to for f in answer.filed if f.result is ok)
+        assert moved is not None and moved != ok.planned  # conflict suffix: the status says where it went
+        assert json.loads(Path(layout.status_path("intent-ok.json")).read_text())["moved_to"] == moved
+        assert Path(layout.error_log_path("intent-bad.json")).read_text() == "why it failed\n"
+        assert Path(changed.path).exists() and Path(rewritten.path).exists()
+    finally:
+        rec.stop()
+        rec.close()
+    with StateStore(layout.root, readonly=True) as state:
+        row = state.get(ok.path)
+        assert row is not None and row.status == "success" and row.filed_at is not None
+        assert state.counts()["failed"] == 1

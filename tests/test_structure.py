@@ -1,0 +1,127 @@
+"""The module guide (docs/ARCHITECTURE.md): every module imports, no import cycle, every log event documented.
+
+Imports are read from the source (``import`` statements, top-level and inside functions; ``if
+TYPE_CHECKING`` blocks excepted), so a cycle hidden behind a lazy import is found too.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+from conductor_loop.logs import EVENTS
+from conductor_loop.records import Outcome
+
+PKG = Path(__file__).resolve().parent.parent / "python" / "conductor_loop"
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+
+
+def _type_checking(node: ast.If) -> bool:
+    return isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
+def imports_of(name: str, path: Path) -> set[str]:
+    """The package modules ``name`` imports (a ``from pkg import mod`` counts as importing ``pkg.mod``)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _type_checking(node):
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return {m for m in found if m in MODULES and m != name}
+
+
+def test_every_module_imports() -> None:
+    for name in MODULES:
+        importlib.import_module(name)
+
+
+def test_no_import_cycle() -> None:
+    graph = {name: imports_of(name, path) - {"conductor_loop"} for name, path in MODULES.items()}
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = [*trail[trail.index(nxt):], nxt] if nxt in trail else [node, nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+
+
+def test_the_loop_modules_do_not_reach_back() -> None:
+    """Recorder and pool never import the worker; the operator commands never import the loop."""
+    for low in ("conductor_loop.recorder", "conductor_loop.pool"):
+        assert "conductor_loop.worker" not in imports_of(low, MODULES[low]), low
+    for cmd in ("conductor_loop.cli.status", "conductor_loop.cli.retry", "conductor_loop.cli.statecmd"):
+        deps = imports_of(cmd, MODULES[cmd])
+        assert not deps & {"conductor_loop.supervisor", "conductor_loop.pool", "conductor_loop.recorder"}, cmd
+
+
+def emitted_events() -> set[str]:
+    """Every event name the code passes to ``log_event``, ``Telemetry.note`` or ``Note``."""
+    names: set[str] = set()
+    workers: set[str] = set()
+    dynamic: list[str] = []
+
+    def const(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return [node.value]
+        if isinstance(node, ast.IfExp):
+            return const(node.body) + const(node.orelse)
+        if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+            dynamic.append(str(node.values[0].value))
+        return []
+
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if func in ("log_event", "note", "Note"):
+                names.update(const(node.args[0]))
+            elif func == "WorkerEvent":
+                workers.update(const(node.args[0]))
+    for prefix in dynamic:
+        if prefix == "intent.":
+            names.update(f"intent.{o.value}" for o in Outcome if o.final)
+        elif prefix == "worker.":
+            names.update(f"worker.{w}" for w in workers if w != "start")
+        else:
+            raise AssertionError(f"an event name built at run time the test cannot expand: {prefix}...")
+    return names
+
+
+def test_every_emitted_event_is_documented_and_every_documented_one_emitted() -> None:
+    emitted = emitted_events()
+    assert emitted - set(EVENTS) == set(), "emitted but not in logs.EVENTS"
+    assert set(EVENTS) - emitted == set(), "in logs.EVENTS but never emitted"
+    guide = (PKG.parent.parent / "docs" / "operations.md").read_text()
+    section = guide.split("### Events", 1)[1].split("\n## ", 1)[0]
+    table = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
+    assert table == set(EVENTS), "docs/operations.md Events table differs from logs.EVENTS"
