@@ -26,10 +26,10 @@ from collections.abc import Callable
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
-from conductor_loop import lock
 from conductor_loop.config import RunConfig
 from conductor_loop.executor import Executor, load_executor
 from conductor_loop.feed import Feed
+from conductor_loop.handoff import HandoffHold
 from conductor_loop.intake import Intake, peek_priority
 from conductor_loop.layout import Layout
 from conductor_loop.lock import LockHeld
@@ -100,9 +100,7 @@ class Supervisor:
         self.pool: Pool | None = None
         self.staff: Staff | None = None
         self.recorder: Recorder | None = None
-        self.state: StateStore | None = None
-        self._lock_fd: int | None = None
-        self._handoff_ino = 0
+        self.hold = HandoffHold(self.layout, self.out)
         self._next_sweep = 0.0
         self._last_scale = 0.0
 
@@ -110,6 +108,11 @@ class Supervisor:
     def summary(self) -> RunSummary:
         """The counts of this run."""
         return self.telemetry.summary
+
+    @property
+    def state(self) -> StateStore | None:
+        """The state connection of the main loop (the recorder has its own)."""
+        return self.hold.state
 
     @property
     def health(self) -> Health:
@@ -126,7 +129,7 @@ class Supervisor:
     # ------------------------------------------------------------------------ open → close --
     def run(self) -> RunSummary:
         """Run until the backlog is drained (once mode) or until stopped by a signal."""
-        self.open()
+        self.hold.take()  # raises FatalError, LockHeld
         self.signals.install()
         try:
             self.start()
@@ -138,29 +141,11 @@ class Supervisor:
         self.telemetry.note("loop.stop", **self.summary.fields())
         return self.summary
 
-    def prepare_dirs(self) -> None:
-        """Create the handoff layout and the output dir; raise FatalError when not writable."""
-        try:
-            self.layout.make_dirs(self.out)
-        except OSError as exc:
-            raise FatalError(f"cannot create directory {exc.filename}: {exc.strerror}") from exc
-        bad = self.layout.unwritable()
-        if bad is not None:
-            raise FatalError(f"directory {bad} is not writable")
-
-    def open(self) -> None:
-        """Make the layout and take the lock (raises :class:`FatalError`, :class:`LockHeld`)."""
-        self.prepare_dirs()
-        self._lock_fd = lock.acquire(self.layout.lock)
-        self._handoff_ino = os.stat(self.layout.root).st_ino
-
     def start(self) -> None:
         """Open the state, start watching, recover, start the recorder and the workers."""
-        self.state = self.feed.state = StateStore(self.layout.root)
-        if self.state.recovered_from:
-            self.telemetry.note("state.recovered", level=30, moved_aside=self.state.recovered_from)
-        if self.state.imported:
-            self.telemetry.note("state.imported", count=self.state.imported)
+        for note in self.hold.open_state():
+            self.telemetry.emit(note)
+        self.feed.state = self.state
         self.telemetry.emit(Phase("reconciling"))
         self.watch = self.feed.watch = WatchSource(self.layout, self._debounce_ms())
         self.telemetry.emit(WatchNews(alive=True, reason="watching"))
@@ -207,13 +192,7 @@ class Supervisor:
             self.recorder.close()
         if self.watch is not None:
             self.watch.close()
-        if self.state is not None:
-            self.state.set_meta("last_run", self.telemetry.last_run())
-            self.state.set_meta("live", None)
-            self.state.close()
-        if self._lock_fd is not None:
-            lock.release(self._lock_fd)
-            self._lock_fd = None
+        self.hold.release(self.telemetry.last_run())
         self.signals.close()
         self.telemetry.emit(Figures(0, 0, 0, 0, 0, 0))
         self.telemetry.metrics.workers.set(0)
@@ -293,7 +272,7 @@ class Supervisor:
                 self._on_death(death)
             if not os.path.isdir(self.layout.root):  # deleted (or replaced): make it again when we can
                 with contextlib.suppress(FatalError):
-                    self.prepare_dirs()
+                    self.hold.prepare()
             writable = os.access(self.layout.root, os.W_OK | os.X_OK)
             self.telemetry.emit(HandoffChecked(writable, "" if writable else f"{self.layout.root} is not writable"))
             if not self._stopping:
@@ -413,36 +392,18 @@ class Supervisor:
     # -------------------------------------------------------------------------- the watch --
     def take_watch(self) -> None:
         """Offer what the watch settled; on a rescan make the handoff again if needed, and sweep."""
-        if self.feed.take_watch():
-            with contextlib.suppress(FatalError):
-                self.prepare_dirs()
-                self._adopt_recreated_handoff()
-            self.feed.sweep()
-
-    def _adopt_recreated_handoff(self) -> None:
-        """The handoff directory was deleted and made again: take its lock and state anew."""
-        try:
-            ino = os.stat(self.layout.root).st_ino
-        except FileNotFoundError:
+        if not self.feed.take_watch():
             return
-        if ino == self._handoff_ino or self.state is None:
-            return
-        try:
-            fd = lock.acquire(self.layout.lock)
-        except (LockHeld, OSError) as exc:
-            self.telemetry.note("loop.lock_lost", level=40, reason=str(exc))
-            self._begin_stop_quietly()
-            return
-        if self._lock_fd is not None:
-            lock.release(self._lock_fd)
-        self._lock_fd, self._handoff_ino = fd, ino
-        self.state.close()
-        self.state = self.feed.state = StateStore(self.layout.root)
-        self.telemetry.note("loop.handoff_recreated", handoff=self.layout.root)
-
-    def _begin_stop_quietly(self) -> None:
-        self._stopping = True
-        self.telemetry.emit(Phase("stopping"))
+        with contextlib.suppress(FatalError):
+            self.hold.prepare()
+            note = self.hold.adopt_recreated()
+            if note is not None:
+                self.telemetry.emit(note)
+                self.feed.state = self.state
+                if note.event == "loop.lock_lost":
+                    self._stopping = True
+                    self.telemetry.emit(Phase("stopping"))
+        self.feed.sweep()
 
     # -------------------------------------------------------------------------- outcomes --
     def _on_death(self, death: Death) -> None:
