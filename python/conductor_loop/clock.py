@@ -7,8 +7,9 @@ rendered by :func:`rfc3339`.
 
 from __future__ import annotations
 
+import re
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 
@@ -58,3 +59,29 @@ def compact_stamp(ts: float | None = None, digits: int = 3) -> str:
     """The compact UTC stamp of conflict and moved-aside names: ``20260115T101502.123Z``."""
     full = rfc3339(ts, digits)
     return full.replace("-", "").replace(":", "")
+
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+)
+
+
+def parse_rfc3339(text: str) -> float:
+    """Parse an RFC 3339 timestamp (as Go's ``time.Time`` marshals it, nanoseconds allowed) to epoch seconds.
+
+    Raises ``ValueError`` for anything else.
+    """
+    m = _RFC3339.match(text.strip())
+    if m is None:
+        raise ValueError(f"invalid RFC 3339 timestamp {text!r}")
+    year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    frac = m.group(7) or ""
+    micro = int((frac + "000000")[:6])
+    if m.group(8):
+        tz = timezone.utc
+    else:
+        sign = -1 if m.group(9) == "-" else 1
+        tz = timezone(sign * timedelta(hours=int(m.group(10)), minutes=int(m.group(11))))
+    second = min(second, 59)  # a leap second is folded into the one before
+    dt = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+    return dt.timestamp()

@@ -33,17 +33,32 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
 
-from conductor_loop.clock import compact_stamp, rfc3339
+from conductor_loop.clock import parse_rfc3339, rfc3339
+from conductor_loop.gostate import go_state_doc, read_go_state
 from conductor_loop.layout import DB_NAME, STATE_DIR
+from conductor_loop.statedb import (
+    _CHUNK,
+    _COLUMNS,
+    _META_GO_IMPORT,
+    _SQL_CLAIM,
+    _SQL_IMPORT,
+    _SQL_RECORD,
+    FINISHED,
+    GO_STATE_NAME,
+    SCHEMA_VERSION,
+    STATUSES,
+    StateError,
+    connect_checked,
+    connect_readonly,
+    move_aside,
+)
 
 __all__ = [
     "DB_NAME",
@@ -61,98 +76,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GO_STATE_NAME = ".conductor-state.json"
-SCHEMA_VERSION = 1
-STATUSES = ("claimed", "success", "failed", "skipped")
-FINISHED = ("success", "failed", "skipped")
-
-# SQLite before 3.32 allows at most 999 bound parameters per statement.
-_CHUNK = 900
-_META_GO_IMPORT = "go_import"
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-_COLUMNS = (
-    "path, sha256, size, status, attempts, first_seen, last_seen, processed_at, message, "
-    "moved_to, filed_at, exit_code, duration_ms, correlation_id"
-)
-
-# Schema migrations: entry i brings user_version i to i + 1.
-_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE intents (
-        path           TEXT PRIMARY KEY NOT NULL,
-        sha256         TEXT,
-        size           INTEGER,
-        status         TEXT NOT NULL CHECK (status IN ('claimed', 'success', 'failed', 'skipped')),
-        attempts       INTEGER NOT NULL DEFAULT 0,
-        first_seen     REAL NOT NULL,
-        last_seen      REAL NOT NULL,
-        processed_at   REAL,
-        message        TEXT NOT NULL DEFAULT '',
-        moved_to       TEXT,
-        filed_at       REAL,
-        exit_code      INTEGER,
-        duration_ms    REAL,
-        correlation_id TEXT
-    ) WITHOUT ROWID;
-    CREATE INDEX intents_status ON intents (status, processed_at);
-    CREATE INDEX intents_age ON intents (COALESCE(filed_at, processed_at));
-    CREATE TABLE meta (
-        key   TEXT PRIMARY KEY NOT NULL,
-        value TEXT NOT NULL
-    ) WITHOUT ROWID;
-    """,
-)
-
 # The statements below are built from constants only (no caller data): S608 does not apply.
 _SQL_SELECT = "SELECT " + _COLUMNS + " FROM intents"  # noqa: S608
 _SQL_GET = _SQL_SELECT + " WHERE path = ?"
-
-_SQL_CLAIM = """
-INSERT INTO intents (path, sha256, size, status, attempts, first_seen, last_seen)
-VALUES (?1, ?2, ?3, 'claimed', 1, ?4, ?4)
-ON CONFLICT (path) DO UPDATE SET
-    status = 'claimed',
-    attempts = CASE
-        WHEN excluded.sha256 IS NOT NULL AND intents.sha256 IS NOT NULL
-             AND excluded.sha256 <> intents.sha256 THEN 1
-        ELSE intents.attempts + 1
-    END,
-    sha256 = COALESCE(excluded.sha256, intents.sha256),
-    size = CASE WHEN excluded.sha256 IS NOT NULL OR excluded.size IS NOT NULL
-                THEN excluded.size ELSE intents.size END,
-    last_seen = excluded.last_seen
-"""
-
-_SQL_RECORD = """
-INSERT INTO intents (path, sha256, size, status, attempts, first_seen, last_seen, processed_at, message,
-                     moved_to, filed_at, exit_code, duration_ms, correlation_id)
-VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?5, ?6, ?7, NULL, ?8, ?9, ?10)
-ON CONFLICT (path) DO UPDATE SET
-    sha256 = COALESCE(excluded.sha256, intents.sha256),
-    size = COALESCE(excluded.size, intents.size),
-    status = excluded.status,
-    attempts = MAX(intents.attempts, 1),
-    last_seen = excluded.last_seen,
-    processed_at = excluded.processed_at,
-    message = excluded.message,
-    moved_to = excluded.moved_to,
-    filed_at = NULL,
-    exit_code = excluded.exit_code,
-    duration_ms = excluded.duration_ms,
-    correlation_id = excluded.correlation_id
-"""
-
-_SQL_IMPORT = """
-INSERT INTO intents (path, sha256, size, status, attempts, first_seen, last_seen, processed_at, message,
-                     filed_at)
-VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?5, ?6, ?5)
-ON CONFLICT (path) DO NOTHING
-"""
-
-
-class StateError(Exception):
-    """The state database cannot be used (e.g. written by a newer conductor-loop)."""
 
 
 @dataclass(slots=True)
@@ -202,32 +128,6 @@ def _chunks(seq: Sequence[str], size: int = _CHUNK) -> Iterator[Sequence[str]]:
         yield seq[i : i + size]
 
 
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
-)
-
-
-def parse_rfc3339(text: str) -> float:
-    """Parse an RFC 3339 timestamp (as Go's ``time.Time`` marshals it, nanoseconds allowed) to epoch seconds.
-
-    Raises ``ValueError`` for anything else.
-    """
-    m = _RFC3339.match(text.strip())
-    if m is None:
-        raise ValueError(f"invalid RFC 3339 timestamp {text!r}")
-    year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
-    frac = m.group(7) or ""
-    micro = int((frac + "000000")[:6])
-    if m.group(8):
-        tz = timezone.utc
-    else:
-        sign = -1 if m.group(9) == "-" else 1
-        tz = timezone(sign * timedelta(hours=int(m.group(10)), minutes=int(m.group(11))))
-    second = min(second, 59)  # a leap second is folded into the one before
-    dt = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
-    return dt.timestamp()
-
-
 def format_rfc3339(ts: float) -> str:
     """Render epoch seconds as RFC 3339 UTC with microseconds and a ``Z`` suffix (the Go export's form)."""
     return rfc3339(ts, digits=6)
@@ -272,106 +172,19 @@ class StateStore:
         if readonly:
             if not os.path.exists(self.path):
                 raise FileNotFoundError(f"no state database at {self.path}")
-            self._conn = self._connect_readonly()
+            self._conn = connect_readonly(self.path)
             return
 
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         try:
-            self._conn = self._connect_checked()
+            self._conn = connect_checked(self.path)
         except sqlite3.DatabaseError as exc:
-            self.recovered_from = self._move_aside()
+            self.recovered_from = move_aside(self.path)
             log.warning("state database %s is unusable (%s); moved aside to %s", self.path, exc, self.recovered_from)
-            self._conn = self._connect_checked()
+            self._conn = connect_checked(self.path)
         self._maybe_import_go()
 
     # ------------------------------------------------------------------ opening
-
-    def _connect_readonly(self) -> sqlite3.Connection:
-        uri = "file:" + _uri_path(os.path.abspath(self.path)) + "?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, cached_statements=64)
-        try:
-            conn.execute("PRAGMA query_only = ON")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except BaseException:
-            conn.close()
-            raise
-        if version > SCHEMA_VERSION:
-            conn.close()
-            raise StateError(
-                f"{self.path}: schema version {version} is newer than this conductor-loop supports ({SCHEMA_VERSION})"
-            )
-        return conn
-
-    def _connect_checked(self) -> sqlite3.Connection:
-        """Open read-write, verify integrity, set pragmas and migrate; DatabaseError means unusable."""
-        # A file that is not SQLite at all is recognised before opening it: SQLite would otherwise
-        # delete a -wal file lying next to it on close, destroying what is left to inspect.
-        try:
-            with open(self.path, "rb") as fh:
-                header = fh.read(16)
-        except FileNotFoundError:
-            header = b""
-        except OSError as exc:
-            raise sqlite3.DatabaseError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
-        if header and header != _SQLITE_MAGIC:
-            raise sqlite3.DatabaseError("file is not a database (bad header)")
-        conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=64)
-        try:
-            check = conn.execute("PRAGMA quick_check").fetchone()
-            if check is None or check[0] != "ok":
-                raise sqlite3.DatabaseError(f"quick_check failed: {check[0] if check else 'no result'}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.DatabaseError(f"cannot switch to WAL mode (got {mode})")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA busy_timeout = 5000")
-            self._migrate(conn)
-        except sqlite3.DatabaseError:
-            conn.close()
-            raise
-        except StateError:
-            conn.close()
-            raise
-        try:
-            os.chmod(self.path, 0o600)
-        except OSError:
-            pass
-        return conn
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"{self.path}: schema version {version} is newer than this conductor-loop supports "
-                f"({SCHEMA_VERSION}); refusing to touch it"
-            )
-        while version < SCHEMA_VERSION:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for stmt in _MIGRATIONS[version].split(";"):
-                    if stmt.strip():
-                        conn.execute(stmt)
-                conn.execute(f"PRAGMA user_version = {version + 1}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            version += 1
-
-    def _move_aside(self) -> str:
-        base = f"{self.path}.corrupt-{compact_stamp(digits=6)}"
-        target = base
-        n = 1
-        while os.path.lexists(target):
-            target = f"{base}.{n}"
-            n += 1
-        os.rename(self.path, target)
-        for suffix in ("-wal", "-shm", "-journal"):
-            src = self.path + suffix
-            if os.path.lexists(src):
-                os.rename(src, target + suffix)
-        return target
 
     def _maybe_import_go(self) -> None:
         go_path = os.path.join(self.handoff, GO_STATE_NAME)
@@ -578,60 +391,20 @@ class StateStore:
     # ------------------------------------------------------------------ Go format
 
     def import_go(self, json_path: str) -> int:
-        """Import a Go ``.conductor-state.json``; returns the number of rows added.
+        """Import a Go ``.conductor-state.json`` (see :mod:`conductor_loop.gostate`); returns the rows added.
 
-        Go status ``processed`` becomes ``success`` and ``failed`` stays ``failed``; the files are taken as
-        already filed at their ``processed_at``.  Rows the database already has are kept (the SQLite state
-        is authoritative).  Malformed entries are skipped with a warning; a file that is not a Go state
-        file at all raises ``ValueError`` with the reason.
+        The files are taken as already filed at their ``processed_at``; rows the database already has are
+        kept (the SQLite state is authoritative). A file that is not a Go state file raises ``ValueError``.
         """
-        try:
-            with open(json_path, "rb") as fh:
-                raw = fh.read()
-        except OSError as exc:
-            raise ValueError(f"{json_path}: cannot read: {exc.strerror or exc}") from exc
-        try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise ValueError(f"{json_path}: not a Go state file: not valid JSON ({exc})") from exc
-        if not isinstance(doc, dict) or not isinstance(doc.get("states"), dict):
-            raise ValueError(f"{json_path}: not a Go state file: no 'states' object")
-        now = time.time()
-        rows: list[tuple[Any, ...]] = []
-        skipped = 0
-        message = f"imported from Go state {json_path}"
-        for key, entry in doc["states"].items():
-            try:
-                rows.append(_go_entry_to_row(key, entry, now, message))
-            except (ValueError, TypeError, OverflowError) as exc:
-                skipped += 1
-                log.warning("%s: skipping state entry %r: %s", json_path, key, exc)
-        if not rows:
-            return 0
-        n = self._write(_SQL_IMPORT, rows)
-        if skipped:
-            log.warning("%s: %d malformed entries skipped", json_path, skipped)
-        return n
+        rows = read_go_state(json_path, time.time())
+        return self._write(_SQL_IMPORT, rows) if rows else 0
 
     def export_go(self) -> dict[str, Any]:
-        """The finished rows in the Go ``.conductor-state.json`` format.
-
-        ``success`` and ``skipped`` rows are exported as ``processed``, ``failed`` as ``failed``;
-        ``claimed`` rows (not finished) are left out.
-        """
-        states: dict[str, Any] = {}
+        """The finished rows in the Go ``.conductor-state.json`` format (``claimed`` rows left out)."""
         cur = self.conn.execute(
             "SELECT path, sha256, size, processed_at, status FROM intents WHERE status <> 'claimed' ORDER BY path"
         )
-        for path, sha, size, processed_at, status in cur:
-            states[path] = {
-                "file_path": path,
-                "sha256": sha or "",
-                "size": size if size is not None else 0,
-                "processed_at": format_rfc3339(processed_at if processed_at is not None else 0.0),
-                "status": "failed" if status == "failed" else "processed",
-            }
-        return {"version": "1.0", "saved_at": format_rfc3339(time.time()), "states": states}
+        return go_state_doc(cur, time.time())
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -653,44 +426,3 @@ class StateStore:
         self.close()
 
 
-def _uri_path(path: str) -> str:
-    """Percent-encode the characters that are special in an SQLite URI."""
-    return path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
-
-
-_SHA_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-
-
-def _go_entry_to_row(key: Any, entry: Any, now: float, message: str) -> tuple[Any, ...]:
-    if not isinstance(key, str) or not key:
-        raise ValueError("key is not a path")
-    if not isinstance(entry, dict):
-        raise ValueError("entry is not an object")
-    path = entry.get("file_path") or key
-    if not isinstance(path, str):
-        raise ValueError("file_path is not a string")
-    path = os.path.normpath(path)
-    sha = entry.get("sha256")
-    if sha in (None, ""):
-        sha = None
-    elif not isinstance(sha, str) or not _SHA_RE.match(sha):
-        raise ValueError("sha256 is not a hex SHA-256")
-    else:
-        sha = sha.lower()
-    size = entry.get("size")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise ValueError("size is not a non-negative integer")
-    go_status = entry.get("status")
-    if go_status == "processed":
-        status = "success"
-    elif go_status == "failed":
-        status = "failed"
-    else:
-        raise ValueError(f"unknown status {go_status!r}")
-    when = entry.get("processed_at")
-    ts = now
-    if isinstance(when, str) and when:
-        ts = parse_rfc3339(when)
-        if ts <= 0:  # Go's zero time
-            ts = now
-    return (path, sha, size, status, ts, message)
