@@ -20,7 +20,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from conductor_loop.metrics import Health, Metrics, MetricsServer, parse_addr
+from conductor_loop.metrics import Health, Metrics
+from conductor_loop.metricserver import MetricsServer, parse_addr
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

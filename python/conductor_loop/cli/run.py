@@ -54,7 +54,8 @@ def run(**params: Any) -> None:
 def _run_loop(cfg: RunConfig, params: dict[str, Any], executor: Any) -> int:
     from conductor_loop.executor import resolve_porch
     from conductor_loop.lock import LockHeld
-    from conductor_loop.metrics import Health, Metrics, MetricsServer
+    from conductor_loop.metrics import Health, Metrics
+    from conductor_loop.metricserver import MetricsServer
     from conductor_loop.records import FatalError
     from conductor_loop.supervisor import Supervisor
 
