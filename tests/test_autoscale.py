@@ -1,4 +1,4 @@
-"""The worker-count policy with a deterministic clock and load (SPEC §5)."""
+"""The worker-count policy with a deterministic clock and load."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The operator commands (SPEC §4, §7): status, retry, state export|import|prune, config show.
+"""The operator commands (README, "Usage"): status, retry, state export|import|prune, config show.
 
 Every test drives the real CLI in subprocesses against handoff directories made by real ``run`` runs.
 """

@@ -1,4 +1,4 @@
-"""Tests of durations, sizes and the flags > env > file > defaults layering (SPEC §4)."""
+"""Tests of durations, sizes and the flags > env > file > defaults layering (README, "Options of run")."""
 
 from __future__ import annotations
 

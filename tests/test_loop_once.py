@@ -1,4 +1,4 @@
-"""`conductor-loop run --once` end to end: real files, real processes, real SQLite (SPEC §2-§4, §7)."""
+"""`conductor-loop run --once` end to end: real files, real processes, real SQLite."""
 
 from __future__ import annotations
 

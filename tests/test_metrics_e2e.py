@@ -1,4 +1,4 @@
-"""Metrics of a running loop after a mixed run, by a real HTTP scrape (SPEC §6)."""
+"""Metrics of a running loop after a mixed run, by a real HTTP scrape (README, "Metrics")."""
 
 from __future__ import annotations
 

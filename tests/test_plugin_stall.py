@@ -1,5 +1,5 @@
 """A third-party executor through the entry-point group, in real worker processes; a hung worker is
-killed after --timeout + 10 s of no heartbeat and its intent fails without the pool deadlocking (SPEC §5)."""
+killed after --timeout + 10 s of no heartbeat and its intent fails without the pool deadlocking."""
 
 from __future__ import annotations
 

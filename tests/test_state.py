@@ -1,4 +1,4 @@
-"""Tests of the SQLite state store (SPEC §7) against real SQLite files and real processes."""
+"""Tests of the SQLite state store (README, "The state") against real SQLite files and real processes."""
 
 from __future__ import annotations
 

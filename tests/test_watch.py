@@ -1,4 +1,4 @@
-"""Watch mode as a daemon: settle, crash safety, signals, health (SPEC §3.1, §3.5, §4, §5)."""
+"""Watch mode as a daemon: settle, crash safety, signals, health."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Adaptive worker count (SPEC §5): additive increase, multiplicative decrease, with hysteresis.
+"""Adaptive worker count (README, "What it does": Scale): additive increase, multiplicative decrease, with hysteresis.
 
 The policy is a pure function of :class:`LoadSample` inputs and its own timers, so it is tested with
 a deterministic clock; the supervisor feeds it real samples once a second.

@@ -87,7 +87,7 @@ def _cpu_count() -> int:
 
 @dataclass(slots=True)
 class RunConfig:
-    """Every option of ``conductor-loop run`` (SPEC §4), with its default."""
+    """Every option of ``conductor-loop run`` (README, "Options of run"), with its default."""
 
     handoff: str = "./handoff"
     out: str = "./out"

@@ -192,7 +192,7 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ``ts, level, event`` and the SPEC §6 fields, then extras."""
+    """One JSON object per line: ``ts, level, event`` and the core fields, then extras."""
 
     def format(self, record: logging.LogRecord) -> str:
         """Render one record as one JSON line."""

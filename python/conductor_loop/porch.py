@@ -1,4 +1,4 @@
-"""The built-in porch: generate a kpt package for a validated intent (SPEC §3, "Built-in porch").
+"""The built-in porch: generate a kpt package for a validated intent (README, "What it does"; docs/executors.md).
 
 ``<out>/<namespace>/<target>-scaling/`` holds
 

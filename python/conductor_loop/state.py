@@ -1,4 +1,4 @@
-"""The loop's own state: one SQLite database per handoff directory (SPEC §7).
+"""The loop's own state: one SQLite database per handoff directory (README, "The state").
 
 ``<handoff>/.conductor/state.db`` holds one row per intent path with the SHA-256 and size of the
 content last seen, its status (``claimed`` while being worked on, then ``success``, ``failed`` or
@@ -134,7 +134,7 @@ def format_rfc3339(ts: float) -> str:
 
 
 class StateStore:
-    """SQLite-backed intent state for one handoff directory (SPEC §7).
+    """SQLite-backed intent state for one handoff directory (README, "The state").
 
     One instance, one connection, one thread.  Every write method is a single transaction.
     Use as a context manager or call :meth:`close`.

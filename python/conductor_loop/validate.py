@@ -1,4 +1,4 @@
-"""Intent validation: bytes → :class:`Intent` or :class:`ValidationError` (SPEC §3.3).
+"""Intent validation: bytes → :class:`Intent` or :class:`ValidationError` (README, "What it does").
 
 The checks run in this order and the first failure wins, so the reason is always one clear line:
 

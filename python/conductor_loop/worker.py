@@ -19,7 +19,7 @@ from conductor_loop.executor import ExecRequest, ExecResult, Executor, load_exec
 from conductor_loop.filing import error_log_text, result_status_doc, write_status
 from conductor_loop.layout import Layout
 from conductor_loop.records import ABORT_SIGNAL, Outcome, WorkerSettings, WorkItem, WorkResult
-from conductor_loop.validate import ValidationError, read_intent
+from conductor_loop.validate import Intent, ValidationError, read_intent
 
 
 class IntentProcessor:
@@ -39,17 +39,7 @@ class IntentProcessor:
         path = item.path
         res = WorkResult(path=path, outcome=Outcome.VANISHED, message="", attempt=item.attempt, worker=self.worker_id)
         try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            res.message = "vanished before it was read"
-            return res
-        except OSError as exc:
-            st = None
-            res.message = f"cannot stat: {exc.strerror}"
-        if st is not None:
-            res.stat_key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        try:
-            sha, size, _content, intent = read_intent(path, self.settings.max_file_size)
+            sha, size, intent = self._read(res)
         except FileNotFoundError:
             res.message = "vanished before it was read"
             return res
@@ -75,6 +65,19 @@ class IntentProcessor:
         )
         self._executed(res, item, self.executor.execute(req))
         return self._finish(res, t0)
+
+    def _read(self, res: WorkResult) -> tuple[str, int, Intent]:
+        """Read, hash and validate once, after noting (inode, size, mtime) to compare before the move."""
+        try:
+            st = os.lstat(res.path)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            res.message = f"cannot stat: {exc.strerror}"
+        else:
+            res.stat_key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        sha, size, _content, intent = read_intent(res.path, self.settings.max_file_size)
+        return sha, size, intent
 
     def _executed(self, res: WorkResult, item: WorkItem, out: ExecResult) -> None:
         res.exit_code, res.timed_out, res.output_dir = out.exit_code, out.timed_out, out.output_dir

@@ -119,45 +119,36 @@ def _failed_intents(failed_dir: str) -> list[str]:
         return []
 
 
-@click.command("retry", help=RETRY_HELP)
-@handoff_option
-@config_option
-@click.option("--all-failed", is_flag=True, help="Retry every intent in failed/.")
-@click.argument("names", nargs=-1, metavar="NAME...")
-def retry_cmd(handoff: str | None, config: str | None, all_failed: bool, names: tuple[str, ...]) -> None:
-    """``conductor-loop retry``."""
-    from conductor_loop.state import StateError, StateStore
-
-    if bool(names) == all_failed:
-        fail(EXIT_USAGE, "retry: give NAME... or --all-failed (not both)")
-    path, patterns = handoff_of(handoff, config)
-    failed_dir = os.path.join(path, FAILED)
+def _sources(failed_dir: str, names: tuple[str, ...], all_failed: bool) -> tuple[list[str], list[str]]:
+    """(failed intents to retry, NAMEs that are not failed intents)."""
+    if all_failed:
+        return _failed_intents(failed_dir), []
     sources: list[str] = []
     unknown: list[str] = []
-    if all_failed:
-        sources = _failed_intents(failed_dir)
-    else:
-        for raw in names:
-            name = raw[len(FAILED) + 1 :] if raw.startswith(FAILED + "/") else raw
-            src = os.path.join(failed_dir, name)
-            if (
-                not name
-                or "/" in name
-                or name.startswith(".")
-                or name.endswith(ERROR_LOG_SUFFIX)
-                or not os.path.isfile(src)
-                or os.path.islink(src)
-            ):
-                unknown.append(raw)
-            else:
-                sources.append(src)
-    if not sources and not unknown:
-        click.echo(f"nothing to retry: {failed_dir} holds no failed intents")
-        sys.exit(EXIT_OK)
+    for raw in names:
+        name = raw[len(FAILED) + 1 :] if raw.startswith(FAILED + "/") else raw
+        src = os.path.join(failed_dir, name)
+        if (
+            not name
+            or "/" in name
+            or name.startswith(".")
+            or name.endswith(ERROR_LOG_SUFFIX)
+            or not os.path.isfile(src)
+            or os.path.islink(src)
+        ):
+            unknown.append(raw)
+        else:
+            sources.append(src)
+    return sources, unknown
+
+
+def _retry_all(layout: Layout, sources: list[str]) -> int:
+    """Retry each source (once); returns how many could not be moved."""
+    from conductor_loop.state import StateError, StateStore
+
     store: Any = None
     with contextlib.suppress(FileNotFoundError, sqlite3.Error, StateError):
-        store = StateStore(path, readonly=True)
-    layout = Layout(path, patterns)
+        store = StateStore(layout.root, readonly=True)
     errors = 0
     try:
         for src in dict.fromkeys(sources):
@@ -167,10 +158,29 @@ def retry_cmd(handoff: str | None, config: str | None, all_failed: bool, names: 
                 errors += 1
                 click.echo(f"conductor-loop: cannot retry {os.path.basename(src)}: {exc}", err=True)
                 continue
-            click.echo(f"retried {os.path.basename(src)} -> {os.path.relpath(moved, path)}")
+            click.echo(f"retried {os.path.basename(src)} -> {os.path.relpath(moved, layout.root)}")
     finally:
         if store is not None:
             store.close()
+    return errors
+
+
+@click.command("retry", help=RETRY_HELP)
+@handoff_option
+@config_option
+@click.option("--all-failed", is_flag=True, help="Retry every intent in failed/.")
+@click.argument("names", nargs=-1, metavar="NAME...")
+def retry_cmd(handoff: str | None, config: str | None, all_failed: bool, names: tuple[str, ...]) -> None:
+    """``conductor-loop retry``."""
+    if bool(names) == all_failed:
+        fail(EXIT_USAGE, "retry: give NAME... or --all-failed (not both)")
+    path, patterns = handoff_of(handoff, config)
+    failed_dir = os.path.join(path, FAILED)
+    sources, unknown = _sources(failed_dir, names, all_failed)
+    if not sources and not unknown:
+        click.echo(f"nothing to retry: {failed_dir} holds no failed intents")
+        sys.exit(EXIT_OK)
+    errors = _retry_all(Layout(path, patterns), sources)
     for raw in unknown:
         click.echo(f"conductor-loop: not a failed intent: {raw} (no such file in {failed_dir})", err=True)
     sys.exit(EXIT_FATAL if unknown or errors else EXIT_OK)

@@ -55,20 +55,11 @@ def _run_loop(cfg: RunConfig, params: dict[str, Any], executor: Any) -> int:
     from conductor_loop.executor import resolve_porch
     from conductor_loop.lock import LockHeld
     from conductor_loop.metrics import Health, Metrics
-    from conductor_loop.metricserver import MetricsServer
     from conductor_loop.records import FatalError
     from conductor_loop.supervisor import Supervisor
 
     metrics, health = Metrics(), Health(live_timeout=max(30.0, cfg.timeout + 15.0))
-    server = None
-    if cfg.metrics_addr:
-        try:
-            server = MetricsServer(cfg.metrics_addr, metrics, health)
-            host, port = server.start()
-        except (OSError, ValueError) as exc:
-            fail(EXIT_USAGE, f"--metrics-addr {cfg.metrics_addr}: {exc}")
-        click.echo(f"conductor-loop: serving /metrics on http://{host}:{port}", err=True)
-
+    server = _serve_metrics(cfg, metrics, health)
     progress = Progress(enabled=cfg.once and sys.stderr.isatty())
 
     def reload() -> RunConfig:
@@ -94,6 +85,21 @@ def _run_loop(cfg: RunConfig, params: dict[str, Any], executor: Any) -> int:
         click.echo(summary.line())
         return EXIT_FAILURES if summary.failed else EXIT_OK
     return EXIT_OK
+
+
+def _serve_metrics(cfg: RunConfig, metrics: Any, health: Any) -> Any:
+    """Start the ``--metrics-addr`` server, if asked for (exit 2 when the address is unusable)."""
+    from conductor_loop.metricserver import MetricsServer
+
+    if not cfg.metrics_addr:
+        return None
+    try:
+        server = MetricsServer(cfg.metrics_addr, metrics, health)
+        host, port = server.start()
+    except (OSError, ValueError) as exc:
+        fail(EXIT_USAGE, f"--metrics-addr {cfg.metrics_addr}: {exc}")
+    click.echo(f"conductor-loop: serving /metrics on http://{host}:{port}", err=True)
+    return server
 
 
 class Progress:

@@ -99,33 +99,7 @@ def status_report(handoff: str, patterns: tuple[str, ...] = ("intent-*.json",), 
         report["state_note"] = f"state unreadable: {exc}"
         return report
     try:
-        report["state"] = store.counts()
-        report["failures"] = [
-            {
-                "name": os.path.basename(r.path),
-                "path": r.path,
-                "message": r.message,
-                "processed_at": _rfc3339(r.processed_at),
-                "moved_to": r.moved_to,
-                "exit_code": r.exit_code,
-            }
-            for r in store.recent_failures(failures)
-        ] if failures > 0 else []
-        live = store.get_meta("live")
-        if probe.running and isinstance(live, dict):
-            updated = live.get("updated_at")
-            live = dict(live)
-            live["age_seconds"] = (
-                round(time.time() - float(updated), 3) if isinstance(updated, (int, float)) else None
-            )
-            report["live"] = live
-            if report["pid"] is None and isinstance(live.get("pid"), int):
-                report["pid"] = live["pid"]
-        last = store.get_meta("last_run")
-        if isinstance(last, dict):
-            last = dict(last)
-            last["finished_at"] = _rfc3339(last.get("finished_at"))
-            report["last_run"] = last
+        _from_state(report, store, probe.running, failures)
     except sqlite3.Error as exc:
         report["state_note"] = f"state unreadable: {exc}"
     finally:
@@ -133,24 +107,54 @@ def status_report(handoff: str, patterns: tuple[str, ...] = ("intent-*.json",), 
     return report
 
 
+def _from_state(report: dict[str, Any], store: Any, running: bool, failures: int) -> None:
+    """The state's part of the report: counts, recent failures, live figures, the last run."""
+    report["state"] = store.counts()
+    report["failures"] = [
+        {
+            "name": os.path.basename(r.path),
+            "path": r.path,
+            "message": r.message,
+            "processed_at": _rfc3339(r.processed_at),
+            "moved_to": r.moved_to,
+            "exit_code": r.exit_code,
+        }
+        for r in store.recent_failures(failures)
+    ] if failures > 0 else []
+    live = store.get_meta("live")
+    if running and isinstance(live, dict):
+        updated = live.get("updated_at")
+        live = dict(live)
+        live["age_seconds"] = round(time.time() - float(updated), 3) if isinstance(updated, (int, float)) else None
+        report["live"] = live
+        if report["pid"] is None and isinstance(live.get("pid"), int):
+            report["pid"] = live["pid"]
+    last = store.get_meta("last_run")
+    if isinstance(last, dict):
+        last = dict(last)
+        last["finished_at"] = _rfc3339(last.get("finished_at"))
+        report["last_run"] = last
+
+
+def _loop_lines(rep: dict[str, Any]) -> list[str]:
+    if not rep["running"]:
+        return ["loop      not running"]
+    pid = rep["pid"] if rep["pid"] is not None else "unknown"
+    live = rep["live"]
+    if live is None:
+        return [f"loop      running (pid {pid}); no live figures published yet"]
+    age = live.get("age_seconds")
+    started = live.get("started_at")
+    up = f", up {_ago(time.time() - float(started))}" if isinstance(started, (int, float)) else ""
+    return [
+        f"loop      running (pid {pid}); live figures {_ago(age or 0.0)} old",
+        f"          queue {live.get('queue', '?')}, in flight {live.get('inflight', '?')}, "
+        f"workers {live.get('workers', '?')} (busy {live.get('busy', '?')}){up}",
+    ]
+
+
 def _status_text(rep: dict[str, Any]) -> list[str]:
-    lines = [f"handoff   {rep['handoff']}"]
-    if rep["running"]:
-        pid = rep["pid"] if rep["pid"] is not None else "unknown"
-        live = rep["live"]
-        if live is None:
-            lines.append(f"loop      running (pid {pid}); no live figures published yet")
-        else:
-            age = live.get("age_seconds")
-            lines.append(f"loop      running (pid {pid}); live figures {_ago(age or 0.0)} old")
-            started = live.get("started_at")
-            up = f", up {_ago(time.time() - float(started))}" if isinstance(started, (int, float)) else ""
-            lines.append(
-                f"          queue {live.get('queue', '?')}, in flight {live.get('inflight', '?')}, "
-                f"workers {live.get('workers', '?')} (busy {live.get('busy', '?')}){up}"
-            )
-    else:
-        lines.append("loop      not running")
+    lines = [f"handoff   {rep['handoff']}", *_loop_lines(rep)]
     f = rep["files"]
     lines.append(f"files     handoff {f['handoff']}   processed {f['processed']}   failed {f['failed']}")
     if rep["state"] is None:
