@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyDeprecationWarning, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -174,12 +174,23 @@ impl PyBaseWatcher {
 }
 
 /// The debounce of ``Watcher(dir, debounce_ms)`` or of the deprecated
-/// ``Watcher(dir, patterns, debounce_ms)`` (whose patterns are ignored).
+/// ``Watcher(dir, patterns, debounce_ms)`` (whose patterns are ignored, with a
+/// ``DeprecationWarning``).
 fn debounce_arg(args: &Bound<'_, PyTuple>, kw: Option<u64>) -> PyResult<u64> {
     match (args.len(), kw) {
         (0, Some(ms)) => Ok(ms),
         (1, None) => args.get_item(0)?.extract(),
-        (2, None) => args.get_item(1)?.extract(),
+        (2, None) => {
+            let py = args.py();
+            PyErr::warn(
+                py,
+                &py.get_type::<PyDeprecationWarning>(),
+                c"Watcher(dir, patterns, debounce_ms) is deprecated: patterns are ignored, \
+                  every name is emitted; use Watcher(dir, debounce_ms) and filter names",
+                2,
+            )?;
+            args.get_item(1)?.extract()
+        }
         _ => Err(PyTypeError::new_err(
             "Watcher(dir, debounce_ms) takes a directory and a debounce in milliseconds",
         )),

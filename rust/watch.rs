@@ -129,7 +129,10 @@ impl State {
     }
 }
 
-/// The state, the condition `wait_batch` sleeps on, and the two eventfds.
+/// Longest time [`Handle::close`] waits for the thread to end.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// The state, the condition `wait_batch` (and `close`) sleeps on, and the two eventfds.
 pub struct Shared {
     state: Mutex<State>,
     cond: Condvar,
@@ -218,6 +221,7 @@ impl Handle {
                 st.thread_dead = true;
                 st.watching = false;
                 thread_shared.publish(st);
+                thread_shared.cond.notify_all();
             })
             .map_err(|e| CoreError::io(&e, "spawn watcher thread", &dir))?;
         Ok(Handle {
@@ -320,17 +324,38 @@ impl Handle {
         self.shared.lock().last_error.clone()
     }
 
-    /// Stop and join the thread; idempotent. The ready descriptor stays open (and readable).
+    /// Stop the thread and wait for it (at most [`CLOSE_WAIT`]); idempotent. The ready
+    /// descriptor stays open (and readable).
     pub fn close(&self) {
+        self.close_within(CLOSE_WAIT);
+    }
+
+    /// [`Handle::close`] with a given longest wait: a thread still busy then (a listing stuck on
+    /// an unresponsive network filesystem) is left to end on its own when the call returns.
+    pub fn close_within(&self, wait: Duration) {
         let mut st = self.shared.lock();
         st.closed = true;
         self.shared.publish(st);
         self.shared.cond.notify_all();
         poke(&self.shared.wake);
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = handle {
-            let _ = h.join();
+        let Some(h) = handle else { return };
+        let deadline = Instant::now() + wait;
+        let mut st = self.shared.lock();
+        while !st.thread_dead {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return; // `h` is dropped: the thread is detached and ends by itself
+            }
+            st = self
+                .shared
+                .cond
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
+        drop(st);
+        let _ = h.join();
     }
 }
 
@@ -372,6 +397,20 @@ mod tests {
         assert_eq!(h.take_batch(), Batch::default());
         h.close();
         assert_eq!(h.wait_batch(Duration::ZERO).unwrap_err().errno, libc::EBADF);
+    }
+
+    #[test]
+    fn close_does_not_wait_forever_for_a_stuck_thread() {
+        let d = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let h = Handle::start(d.path().to_path_buf(), Duration::ZERO, "t", move |_| {
+            let _ = rx.recv_timeout(Duration::from_secs(30)); // e.g. a hung NFS listing
+        })
+        .unwrap();
+        h.close_within(Duration::from_millis(50));
+        assert!(!h.is_alive() && h.is_closed());
+        h.close(); // idempotent: nothing left to wait for
+        drop(tx); // the stuck thread ends by itself
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! The thread never panics on I/O errors: they are recorded ([`Watcher::last_error`]) and turn
 //! into `rescan` / not alive.
 
+use std::ffi::OsStr;
 use std::io::ErrorKind as IoKind;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::fs::{statat, AtFlags, CWD};
+use rustix::fs::{statat, AtFlags, FileType, CWD};
 
 use crate::error::{CoreError, Result};
 use crate::settle::Kind;
@@ -66,6 +67,18 @@ fn kind_of(mask: EventMask) -> Option<Kind> {
         Some(Kind::Modified)
     } else {
         None
+    }
+}
+
+/// The kind of an `IN_CREATE` of `name`: a regular file with one link is being written (a close
+/// will follow); anything else arrived complete and sees no close: a symlink, FIFO, socket or
+/// device (the caller files it as bad input) or a hard link.
+fn created_kind(dir: &Path, name: &[u8]) -> Kind {
+    let path = dir.join(OsStr::from_bytes(name));
+    match statat(CWD, &path, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile => Kind::MovedIn,
+        Ok(st) if st.st_nlink > 1 => Kind::MovedIn,
+        _ => Kind::Modified, // a new file, or gone already (its IN_DELETE follows)
     }
 }
 
@@ -217,13 +230,21 @@ impl Worker {
                 }
             };
             let now = Instant::now();
-            // Collect first: handling may need `self.inotify` mutably.
+            // Collect first: handling may need `self.inotify` mutably. Read the kinds (which may
+            // `lstat`) before taking the lock.
             let batch: Vec<(WatchDescriptor, EventMask, Option<Vec<u8>>)> = events
                 .map(|ev| (ev.wd, ev.mask, ev.name.map(|n| n.as_bytes().to_vec())))
                 .collect();
+            let kinds: Vec<Option<Kind>> = batch
+                .iter()
+                .map(|(_, mask, name)| match name {
+                    Some(n) if *mask == EventMask::CREATE => Some(created_kind(&self.dir, n)),
+                    _ => kind_of(*mask),
+                })
+                .collect();
             let shared = Arc::clone(&self.shared);
             let mut st = shared.lock();
-            for (wd, mask, name) in batch {
+            for ((wd, mask, name), kind) in batch.into_iter().zip(kinds) {
                 st.events += 1;
                 if mask.contains(EventMask::Q_OVERFLOW) {
                     // Events were lost: a name seen written but not closed may never see its
@@ -247,12 +268,8 @@ impl Worker {
                 if mask.contains(EventMask::ISDIR) {
                     continue;
                 }
-                match name {
-                    Some(n) if n != b"." && n != b".." => {
-                        if let Some(kind) = kind_of(mask) {
-                            st.apply(&n, kind, now);
-                        }
-                    }
+                match (name, kind) {
+                    (Some(n), Some(kind)) if n != b"." && n != b".." => st.apply(&n, kind, now),
                     _ => {}
                 }
             }
@@ -325,6 +342,16 @@ mod tests {
         // close: not alive any more, readable; the descriptor stays valid
         w.close();
         assert!(readable(&w));
+    }
+
+    /// Paths until there are `n` of them (or 5 s passed).
+    fn collect_n(w: &Handle, n: usize) -> Vec<PathBuf> {
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.len() < n && Instant::now() < end {
+            got.extend(wait(w, 100).paths);
+        }
+        got
     }
 
     fn wait(w: &Handle, ms: u64) -> Batch {
@@ -462,5 +489,26 @@ mod tests {
         assert_eq!(kind_of(EventMask::MOVED_FROM), Some(Kind::MovedOut));
         assert_eq!(kind_of(EventMask::DELETE), Some(Kind::Deleted));
         assert_eq!(kind_of(EventMask::ATTRIB), None);
+    }
+
+    #[test]
+    fn created_without_a_close_still_settles() {
+        let d = tempfile::tempdir().unwrap();
+        let w = start(d.path(), Duration::from_millis(30)).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", d.path().join("link")).unwrap();
+        rustix::fs::mknodat(
+            CWD,
+            d.path().join("fifo"),
+            FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        fs::write(d.path().join("src"), "x").unwrap();
+        let names = ["link", "fifo", "src"].map(|n| d.path().join(n));
+        assert_eq!(collect_n(&w, 3), names.to_vec());
+        fs::hard_link(d.path().join("src"), d.path().join("hard")).unwrap();
+        assert_eq!(collect_n(&w, 1), vec![d.path().join("hard")]);
+        assert!(w.pending().is_empty());
     }
 }

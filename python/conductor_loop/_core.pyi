@@ -187,7 +187,7 @@ class Watcher(BaseWatcher):
     def __init__(self, dir: str | PathLike[str], *, debounce_ms: int) -> None: ...
     @overload
     def __init__(self, dir: str | PathLike[str], patterns: Sequence[str], debounce_ms: int) -> None:
-        """Deprecated form: ``patterns`` are ignored (every name is emitted; filter in Python)."""
+        """Deprecated form (``DeprecationWarning``): ``patterns`` are ignored, every name is emitted."""
 
 class PollWatcher(BaseWatcher):
     """Watcher that lists ``dir`` every ``interval_ms``: for network filesystems, where inotify misses
