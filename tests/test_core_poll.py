@@ -117,12 +117,13 @@ def test_rewrite_after_settle_is_emitted_again(handoff: Path, poller: _core.Poll
 
 
 @pytest.mark.timeout(30)
-def test_rename_into_place(handoff: Path, poller: _core.PollWatcher) -> None:
-    tmp = handoff / ".intent-r.json.tmp"
-    tmp.write_text("{}")
-    os.rename(tmp, handoff / "intent-r.json")
-    paths, _ = collect(poller, 1.0)
-    assert paths == [str(handoff / "intent-r.json")]
+def test_rename_into_place(handoff: Path) -> None:
+    with _core.PollWatcher(handoff, 1000, INTERVAL_MS) as w:  # a long debounce: the temp name never settles
+        tmp = handoff / ".intent-r.json.tmp"
+        tmp.write_text("{}")
+        os.rename(tmp, handoff / "intent-r.json")
+        paths, _ = collect(w, 2.5)
+        assert paths == [str(handoff / "intent-r.json")]
 
 
 @pytest.mark.timeout(30)
@@ -137,13 +138,14 @@ def test_replaced_by_rename_is_emitted(handoff: Path, poller: _core.PollWatcher)
 
 
 @pytest.mark.timeout(30)
-def test_deleted_before_settling_not_emitted(handoff: Path, poller: _core.PollWatcher) -> None:
-    p = handoff / "intent-gone.json"
-    p.write_text("x")
-    assert wait_for(lambda: poller.pending() == [str(p)])
-    p.unlink()
-    assert collect(poller, 0.8) == ([], False)
-    assert poller.pending() == []
+def test_deleted_before_settling_not_emitted(handoff: Path) -> None:
+    with _core.PollWatcher(handoff, 1500, INTERVAL_MS) as w:
+        p = handoff / "intent-gone.json"
+        p.write_text("x")
+        assert wait_for(lambda: w.pending() == [str(p)])
+        p.unlink()
+        assert collect(w, 2.0) == ([], False)
+        assert w.pending() == []
 
 
 @pytest.mark.timeout(30)
