@@ -1,24 +1,29 @@
 //! `conductor_loop._core`: the Rust core of conductor-loop, exposed to Python with PyO3.
 //!
-//! The logic lives in plain-Rust modules ([`hash`], [`fsops`], [`names`], [`watcher`]) that are unit-tested
-//! with `cargo test`; this file only converts arguments, releases the GIL around every blocking
-//! call (`py.detach`) and maps [`error::CoreError`] to Python `OSError` subclasses.
+//! The logic lives in plain-Rust modules that are unit-tested with `cargo test`: [`hash`],
+//! [`fsops`], [`names`], the settle rule ([`settle`]), the watchers ([`watch`] shared by
+//! [`watcher`] (inotify) and [`poll`]) and [`fstype`]. This file and `pywatch.rs` only convert
+//! arguments, release the GIL around every blocking call (`py.detach`) and map
+//! [`error::CoreError`] to Python `OSError` subclasses.
 
 pub mod error;
 pub mod fsops;
+pub mod fstype;
 pub mod hash;
 pub mod names;
+pub mod poll;
+mod pywatch;
 pub mod settle;
+pub mod watch;
 pub mod watcher;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyString};
 
 use crate::error::{CoreError, ErrorKind};
 
@@ -36,7 +41,7 @@ create_exception!(
 );
 
 /// Convert a core error into the matching Python exception (errno and filename set).
-fn to_pyerr(e: CoreError) -> PyErr {
+pub(crate) fn to_pyerr(e: CoreError) -> PyErr {
     match e.kind {
         ErrorKind::Value => PyValueError::new_err(e.to_string()),
         ErrorKind::NotRegular => NotRegularFile::new_err((e.errno, e.msg, e.filename)),
@@ -165,192 +170,6 @@ fn fit_name(name: OsString, suffix: OsString, limit: i64) -> PyResult<OsString> 
     }
 }
 
-/// One result of :meth:`Watcher.next_batch`.
-#[pyclass(module = "conductor_loop._core", name = "Batch", frozen)]
-struct PyBatch {
-    paths: Vec<OsString>,
-    rescan: bool,
-    events: u64,
-}
-
-impl PyBatch {
-    fn from_core(b: watcher::Batch) -> Self {
-        PyBatch {
-            paths: b.paths.into_iter().map(PathBuf::into_os_string).collect(),
-            rescan: b.rescan,
-            events: b.events,
-        }
-    }
-}
-
-#[pymethods]
-impl PyBatch {
-    /// Settled paths, oldest first (absolute, as strings).
-    #[getter]
-    fn paths(&self) -> Vec<OsString> {
-        self.paths.clone()
-    }
-
-    /// True when events may have been lost (overflow, lost watch, directory replaced).
-    #[getter]
-    fn rescan(&self) -> bool {
-        self.rescan
-    }
-
-    /// Raw inotify events consumed since the previous batch.
-    #[getter]
-    fn events(&self) -> u64 {
-        self.events
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "Batch(paths={:?}, rescan={}, events={})",
-            self.paths,
-            if self.rescan { "True" } else { "False" },
-            self.events
-        )
-    }
-
-    fn __len__(&self) -> usize {
-        self.paths.len()
-    }
-}
-
-/// Longest time `next_batch` stays without the GIL before checking for signals.
-const SIGNAL_SLICE: Duration = Duration::from_millis(100);
-
-/// The debounce of ``Watcher(dir, debounce_ms)`` or of the deprecated
-/// ``Watcher(dir, patterns, debounce_ms)`` (whose patterns are ignored).
-fn debounce_arg(args: &Bound<'_, PyTuple>, kw: Option<u64>) -> PyResult<u64> {
-    match (args.len(), kw) {
-        (0, Some(ms)) => Ok(ms),
-        (1, None) => args.get_item(0)?.extract(),
-        (2, None) => args.get_item(1)?.extract(),
-        _ => Err(PyTypeError::new_err(
-            "Watcher(dir, debounce_ms) takes a directory and a debounce in milliseconds",
-        )),
-    }
-}
-
-/// Inotify watcher of one directory that emits a path once it settled (quiet for
-/// ``debounce_ms`` after a close-write or a rename into the directory).
-#[pyclass(module = "conductor_loop._core", name = "Watcher", frozen)]
-struct PyWatcher {
-    inner: watcher::Watcher,
-}
-
-#[pymethods]
-impl PyWatcher {
-    #[new]
-    #[pyo3(signature = (dir, *args, debounce_ms=None))]
-    fn new(
-        py: Python<'_>,
-        dir: PathBuf,
-        args: &Bound<'_, PyTuple>,
-        debounce_ms: Option<u64>,
-    ) -> PyResult<Self> {
-        let debounce = Duration::from_millis(debounce_arg(args, debounce_ms)?);
-        let inner = py
-            .detach(|| watcher::Watcher::new(&dir, debounce))
-            .map_err(to_pyerr)?;
-        Ok(PyWatcher { inner })
-    }
-
-    /// A descriptor (eventfd) readable while a batch is ready; for ``select`` / ``wait``.
-    fn fileno(&self) -> i32 {
-        self.inner.ready_fd()
-    }
-
-    /// The batch ready now (possibly empty), without waiting; rearms :meth:`fileno`.
-    fn take_batch(&self) -> PyResult<PyBatch> {
-        if self.inner.is_closed() {
-            return Err(PyValueError::new_err("take_batch on a closed Watcher"));
-        }
-        Ok(PyBatch::from_core(self.inner.take_batch()))
-    }
-
-    /// Wait up to ``timeout_ms`` for settled paths or a rescan; checks for signals every 100 ms.
-    /// Raises ``ValueError`` when the watcher is closed (a call blocked while ``close()`` runs in
-    /// another thread returns an empty batch).
-    fn next_batch(&self, py: Python<'_>, timeout_ms: u64) -> PyResult<PyBatch> {
-        if self.inner.is_closed() {
-            return Err(PyValueError::new_err("next_batch on a closed Watcher"));
-        }
-        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-        loop {
-            let slice = deadline
-                .saturating_duration_since(Instant::now())
-                .min(SIGNAL_SLICE);
-            match py.detach(|| self.inner.wait_batch(slice)) {
-                Ok(Some(b)) => return Ok(PyBatch::from_core(b)),
-                Ok(None) => {}
-                Err(_) => return Ok(PyBatch::from_core(watcher::Batch::default())),
-            }
-            py.check_signals()?;
-            if Instant::now() >= deadline {
-                return Ok(PyBatch::from_core(self.inner.take_batch()));
-            }
-        }
-    }
-
-    /// Paths seen modified that have not settled yet (and settled ones not yet taken).
-    fn pending(&self) -> Vec<OsString> {
-        self.inner
-            .pending()
-            .into_iter()
-            .map(PathBuf::into_os_string)
-            .collect()
-    }
-
-    /// Change the quiet period (for SIGHUP reloads).
-    fn set_debounce(&self, debounce_ms: u64) {
-        self.inner.set_debounce(Duration::from_millis(debounce_ms));
-    }
-
-    /// False once the watch is lost and could not be re-added, or after close().
-    fn is_alive(&self) -> bool {
-        self.inner.is_alive()
-    }
-
-    /// The last I/O error the watcher thread recorded, or None.
-    fn last_error(&self) -> Option<String> {
-        self.inner.last_error()
-    }
-
-    /// Stop watching; idempotent.
-    fn close(&self, py: Python<'_>) {
-        py.detach(|| self.inner.close());
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: Option<Bound<'_, PyAny>>,
-        _exc: Option<Bound<'_, PyAny>>,
-        _tb: Option<Bound<'_, PyAny>>,
-    ) {
-        self.close(py);
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "Watcher({:?}, alive={})",
-            self.inner.dir(),
-            if self.inner.is_alive() {
-                "True"
-            } else {
-                "False"
-            }
-        )
-    }
-}
-
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -366,8 +185,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(syncfs, m)?)?;
     m.add_function(wrap_pyfunction!(fsync_dir, m)?)?;
     m.add_function(wrap_pyfunction!(fit_name, m)?)?;
-    m.add_class::<PyBatch>()?;
-    m.add_class::<PyWatcher>()?;
+    pywatch::register(m)?;
     m.add("MOVE_TEMP_MARKER", fsops::MOVE_TEMP_MARKER)?;
     m.add("ATOMIC_TEMP_MARKER", fsops::ATOMIC_TEMP_MARKER)?;
     m.add("TEMP_SUFFIX", fsops::TEMP_SUFFIX)?;

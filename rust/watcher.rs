@@ -18,22 +18,20 @@
 //! The thread never panics on I/O errors: they are recorded ([`Watcher::last_error`]) and turn
 //! into `rescan` / not alive.
 
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::ErrorKind as IoKind;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
-use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
-use rustix::fs::{statat, AtFlags, CWD};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::{statat, AtFlags, FileType, CWD};
 
 use crate::error::{CoreError, Result};
-use crate::settle::{Coalescer, Kind};
+use crate::settle::Kind;
+use crate::watch::{Handle, Shared, State};
 
 /// How often the thread retries a lost watch.
 const RETRY_LOST: Duration = Duration::from_millis(100);
@@ -55,88 +53,6 @@ fn watch_mask() -> WatchMask {
         | WatchMask::EXCL_UNLINK
 }
 
-/// One result of [`Watcher::wait_batch`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Batch {
-    /// Settled paths, oldest-ready first (absolute).
-    pub paths: Vec<PathBuf>,
-    /// Events may have been lost: the caller must rescan the directory.
-    pub rescan: bool,
-    /// Raw inotify events consumed since the previous batch.
-    pub events: u64,
-}
-
-#[derive(Debug)]
-struct State {
-    /// Names seen but not settled yet (the settle rule).
-    coal: Coalescer,
-    /// Settled names not taken yet, oldest first (and as a set).
-    settled: Vec<Vec<u8>>,
-    settled_set: HashSet<Vec<u8>>,
-    rescan: bool,
-    events: u64,
-    /// The watch is in place.
-    watching: bool,
-    closed: bool,
-    thread_dead: bool,
-    last_error: Option<String>,
-    /// `is_alive()` as of the last batch taken (a change makes a batch ready).
-    seen_alive: bool,
-    /// The ready eventfd has been written since the last batch taken.
-    signalled: bool,
-}
-
-impl State {
-    fn alive(&self) -> bool {
-        !self.closed && !self.thread_dead && self.watching
-    }
-
-    /// Something for the caller: settled paths, a rescan, or a change of liveness.
-    fn ready(&self) -> bool {
-        !self.settled.is_empty() || self.rescan || self.alive() != self.seen_alive
-    }
-
-    /// Make `fd` readable when a batch is ready (once until the next take).
-    fn signal(&mut self, fd: &OwnedFd) {
-        if self.ready() && !self.signalled {
-            poke(fd);
-            self.signalled = true;
-        }
-    }
-
-    fn unsettle(&mut self, name: &[u8]) {
-        if self.settled_set.remove(name) {
-            self.settled.retain(|n| n.as_slice() != name);
-        }
-    }
-
-    fn forget_all(&mut self) {
-        self.coal.forget_all();
-        self.settled.clear();
-        self.settled_set.clear();
-    }
-
-    /// Move names that stayed quiet long enough to `settled`. Returns whether any settled or a
-    /// rescan was asked, and the next deadline of a still-armed name.
-    fn settle(&mut self, now: Instant) -> (bool, Option<Instant>) {
-        let out = self.coal.settle(now);
-        let changed = !out.ready.is_empty() || out.rescan;
-        self.rescan |= out.rescan;
-        for name in out.ready {
-            if self.settled_set.insert(name.clone()) {
-                self.settled.push(name);
-            }
-        }
-        (changed, out.next)
-    }
-
-    /// Apply one event for a name: a settled name not taken yet goes back to the coalescer.
-    fn apply(&mut self, name: &[u8], kind: Kind, now: Instant) {
-        self.unsettle(name);
-        self.coal.apply(name, kind, now);
-    }
-}
-
 /// The settle rule's reading of one inotify event (None: not about a name's content).
 fn kind_of(mask: EventMask) -> Option<Kind> {
     if mask.contains(EventMask::DELETE) {
@@ -154,24 +70,16 @@ fn kind_of(mask: EventMask) -> Option<Kind> {
     }
 }
 
-struct Shared {
-    state: Mutex<State>,
-    cond: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+/// The kind of an `IN_CREATE` of `name`: a regular file with one link is being written (a close
+/// will follow); anything else arrived complete and sees no close: a symlink, FIFO, socket or
+/// device (the caller files it as bad input) or a hard link.
+fn created_kind(dir: &Path, name: &[u8]) -> Kind {
+    let path = dir.join(OsStr::from_bytes(name));
+    match statat(CWD, &path, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile => Kind::MovedIn,
+        Ok(st) if st.st_nlink > 1 => Kind::MovedIn,
+        _ => Kind::Modified, // a new file, or gone already (its IN_DELETE follows)
     }
-}
-
-/// A watcher of one directory; see the module documentation.
-pub struct Watcher {
-    dir: PathBuf,
-    shared: Arc<Shared>,
-    wake: Arc<OwnedFd>,
-    ready: Arc<OwnedFd>,
-    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
@@ -180,197 +88,26 @@ fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
         .map(|st| (st.st_dev, st.st_ino))
 }
 
-fn poke(fd: &OwnedFd) {
-    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
-}
-
-impl Watcher {
-    /// Start watching every name in `dir` (but sub-directories).
-    pub fn new(dir: &Path, debounce: Duration) -> Result<Watcher> {
-        let dir = std::path::absolute(dir).map_err(|e| CoreError::io(&e, "absolute path", dir))?;
-        let inotify = Inotify::init().map_err(|e| CoreError::io(&e, "inotify_init", &dir))?;
-        let wd = inotify
-            .watches()
-            .add(&dir, watch_mask())
-            .map_err(|e| CoreError::io(&e, "inotify_add_watch", &dir))?;
-        let ident = dir_identity(&dir);
-        let new_eventfd = || {
-            eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
-                .map(Arc::new)
-                .map_err(|e| CoreError::rx(e, "eventfd", &dir))
-        };
-        let wake = new_eventfd()?;
-        let ready = new_eventfd()?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                coal: Coalescer::new(debounce),
-                settled: Vec::new(),
-                settled_set: HashSet::new(),
-                rescan: false,
-                events: 0,
-                watching: true,
-                closed: false,
-                thread_dead: false,
-                last_error: None,
-                seen_alive: true,
-                signalled: false,
-            }),
-            cond: Condvar::new(),
-        });
+/// Start watching every name in `dir` (but sub-directories) with inotify.
+pub fn start(dir: &Path, debounce: Duration) -> Result<Handle> {
+    let dir = std::path::absolute(dir).map_err(|e| CoreError::io(&e, "absolute path", dir))?;
+    let inotify = Inotify::init().map_err(|e| CoreError::io(&e, "inotify_init", &dir))?;
+    let wd = inotify
+        .watches()
+        .add(&dir, watch_mask())
+        .map_err(|e| CoreError::io(&e, "inotify_add_watch", &dir))?;
+    let ident = dir_identity(&dir);
+    let thread_dir = dir.clone();
+    Handle::start(dir, debounce, "cl-watcher", move |shared| {
         let mut worker = Worker {
-            dir: dir.clone(),
+            dir: thread_dir,
             inotify,
             wd: Some(wd),
             ident,
-            shared: Arc::clone(&shared),
-            wake: Arc::clone(&wake),
-            ready: Arc::clone(&ready),
-        };
-        let thread_shared = Arc::clone(&shared);
-        let thread_ready = Arc::clone(&ready);
-        let handle = std::thread::Builder::new()
-            .name("cl-watcher".into())
-            .spawn(move || {
-                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run()));
-                let mut st = thread_shared.lock();
-                if ok.is_err() {
-                    st.last_error = Some("watcher thread panicked".into());
-                    st.rescan = true;
-                }
-                st.thread_dead = true;
-                st.watching = false;
-                st.signal(&thread_ready);
-                drop(st);
-                thread_shared.cond.notify_all();
-            })
-            .map_err(|e| CoreError::io(&e, "spawn watcher thread", &dir))?;
-        Ok(Watcher {
-            dir,
             shared,
-            wake,
-            ready,
-            thread: Mutex::new(Some(handle)),
-        })
-    }
-
-    /// The watched directory (absolute).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn take(&self, st: &mut State) -> Batch {
-        let names = std::mem::take(&mut st.settled);
-        st.settled_set.clear();
-        let b = Batch {
-            paths: names
-                .iter()
-                .map(|n| self.dir.join(OsStr::from_bytes(n)))
-                .collect(),
-            rescan: st.rescan,
-            events: st.events,
         };
-        st.rescan = false;
-        st.events = 0;
-        st.seen_alive = st.alive();
-        if st.signalled {
-            let mut buf = [0u8; 8];
-            let _ = rustix::io::read(self.ready.as_fd(), &mut buf);
-            st.signalled = false;
-        }
-        b
-    }
-
-    /// The eventfd that is readable while a batch is ready (see the module documentation).
-    /// It stays open until the watcher is dropped.
-    pub fn ready_fd(&self) -> RawFd {
-        self.ready.as_raw_fd()
-    }
-
-    /// Wait up to `max_wait` for settled paths or a rescan. `Some(batch)` when there is one,
-    /// `None` on timeout (nothing taken), `Err` (EBADF) when closed.
-    pub fn wait_batch(&self, max_wait: Duration) -> Result<Option<Batch>> {
-        let deadline = Instant::now() + max_wait;
-        let mut st = self.shared.lock();
-        loop {
-            if st.closed {
-                return Err(CoreError::os(libc::EBADF, "watcher is closed", &self.dir));
-            }
-            if !st.settled.is_empty() || st.rescan {
-                return Ok(Some(self.take(&mut st)));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(None);
-            }
-            st = self
-                .shared
-                .cond
-                .wait_timeout(st, deadline - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
-    }
-
-    /// Take whatever there is now (possibly an empty batch); resets the event count and rearms
-    /// the ready descriptor.
-    pub fn take_batch(&self) -> Batch {
-        let mut st = self.shared.lock();
-        self.take(&mut st)
-    }
-
-    /// Paths seen modified that have not settled, plus settled ones not yet taken.
-    pub fn pending(&self) -> Vec<PathBuf> {
-        let st = self.shared.lock();
-        st.settled
-            .iter()
-            .cloned()
-            .chain(st.coal.pending())
-            .map(|n| self.dir.join(OsStr::from_bytes(&n)))
-            .collect()
-    }
-
-    /// Change the quiet period.
-    pub fn set_debounce(&self, debounce: Duration) {
-        self.shared.lock().coal.set_debounce(debounce);
-        poke(&self.wake);
-    }
-
-    /// False once the watch is lost and could not be re-added, the thread died, or closed.
-    pub fn is_alive(&self) -> bool {
-        let st = self.shared.lock();
-        !st.closed && !st.thread_dead && st.watching
-    }
-
-    /// Whether `close` was called.
-    pub fn is_closed(&self) -> bool {
-        self.shared.lock().closed
-    }
-
-    /// The last I/O error the thread recorded, if any.
-    pub fn last_error(&self) -> Option<String> {
-        self.shared.lock().last_error.clone()
-    }
-
-    /// Stop the thread and close the inotify descriptor; idempotent.
-    pub fn close(&self) {
-        {
-            let mut st = self.shared.lock();
-            st.closed = true;
-            st.signal(&self.ready);
-        }
-        self.shared.cond.notify_all();
-        poke(&self.wake);
-        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = handle {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.close();
-    }
+        worker.run();
+    })
 }
 
 /// The background thread's side.
@@ -380,8 +117,6 @@ struct Worker {
     wd: Option<WatchDescriptor>,
     ident: Option<(u64, u64)>,
     shared: Arc<Shared>,
-    wake: Arc<OwnedFd>,
-    ready: Arc<OwnedFd>,
 }
 
 impl Worker {
@@ -397,9 +132,7 @@ impl Worker {
             let _ = self.inotify.watches().remove(wd);
         }
         self.ident = None;
-        st.forget_all();
-        st.rescan = true;
-        st.watching = false;
+        st.lost(None);
     }
 
     /// Try to (re-)add the watch on the path; on success the caller must rescan.
@@ -439,7 +172,7 @@ impl Worker {
             let (ino_ready, wake_ready) = {
                 let mut fds = [
                     PollFd::new(&self.inotify, PollFlags::IN),
-                    PollFd::new(&*self.wake, PollFlags::IN),
+                    PollFd::new(self.shared.wake_fd(), PollFlags::IN),
                 ];
                 match poll(&mut fds, Some(&ts)) {
                     Ok(_) => (!fds[0].revents().is_empty(), !fds[1].revents().is_empty()),
@@ -454,12 +187,10 @@ impl Worker {
                 }
             };
             if wake_ready {
-                let mut b = [0u8; 8];
-                let _ = rustix::io::read(self.wake.as_fd(), &mut b);
+                self.shared.drain_wake();
             }
-            let mut changed = false;
             if ino_ready {
-                changed |= self.read_events(&mut buf);
+                self.read_events(&mut buf);
             }
             let shared = Arc::clone(&self.shared);
             let mut st = shared.lock();
@@ -472,32 +203,21 @@ impl Worker {
                 let ident = dir_identity(&self.dir);
                 if ident.is_none() || ident != self.ident {
                     self.lost(&mut st);
-                    changed = true;
                 }
             }
             if self.wd.is_none() {
-                let before = st.watching;
                 self.try_readd(&mut st);
-                changed |= st.watching != before || st.rescan;
                 if st.watching {
                     next_check = now + CHECK_IDENTITY;
                 }
             }
-            let (settled, next) = st.settle(now);
-            next_deadline = next;
-            changed |= settled;
-            let notify = changed && (!st.settled.is_empty() || st.rescan);
-            st.signal(&self.ready);
-            drop(st);
-            if notify {
-                self.shared.cond.notify_all();
-            }
+            next_deadline = st.settle(now);
+            shared.publish(st);
         }
     }
 
-    /// Drain the inotify queue; returns whether the rescan flag or the watch state changed.
-    fn read_events(&mut self, buf: &mut [u8]) -> bool {
-        let mut changed = false;
+    /// Drain the inotify queue into the state.
+    fn read_events(&mut self, buf: &mut [u8]) {
         loop {
             let events = match self.inotify.read_events(buf) {
                 Ok(ev) => ev,
@@ -506,24 +226,31 @@ impl Worker {
                 Err(e) => {
                     let mut st = self.shared.lock();
                     self.record_error(&mut st, format!("reading inotify events: {e}"));
-                    return true;
+                    return;
                 }
             };
             let now = Instant::now();
-            // Collect first: handling may need `self.inotify` mutably.
+            // Collect first: handling may need `self.inotify` mutably. Read the kinds (which may
+            // `lstat`) before taking the lock.
             let batch: Vec<(WatchDescriptor, EventMask, Option<Vec<u8>>)> = events
                 .map(|ev| (ev.wd, ev.mask, ev.name.map(|n| n.as_bytes().to_vec())))
                 .collect();
+            let kinds: Vec<Option<Kind>> = batch
+                .iter()
+                .map(|(_, mask, name)| match name {
+                    Some(n) if *mask == EventMask::CREATE => Some(created_kind(&self.dir, n)),
+                    _ => kind_of(*mask),
+                })
+                .collect();
             let shared = Arc::clone(&self.shared);
             let mut st = shared.lock();
-            for (wd, mask, name) in batch {
+            for ((wd, mask, name), kind) in batch.into_iter().zip(kinds) {
                 st.events += 1;
                 if mask.contains(EventMask::Q_OVERFLOW) {
                     // Events were lost: a name seen written but not closed may never see its
                     // close. Forget those (the caller's rescan checks mtimes); keep armed ones.
                     st.coal.apply(b"", Kind::Overflow, now);
                     st.rescan = true;
-                    changed = true;
                     continue;
                 }
                 if self.wd.as_ref() != Some(&wd) {
@@ -536,33 +263,28 @@ impl Worker {
                         | EventMask::UNMOUNT,
                 ) {
                     self.lost(&mut st);
-                    changed = true;
                     continue;
                 }
                 if mask.contains(EventMask::ISDIR) {
                     continue;
                 }
-                match name {
-                    Some(n) if n != b"." && n != b".." => {
-                        if let Some(kind) = kind_of(mask) {
-                            st.apply(&n, kind, now);
-                        }
-                    }
+                match (name, kind) {
+                    (Some(n), Some(kind)) if n != b"." && n != b".." => st.apply(&n, kind, now),
                     _ => {}
                 }
             }
         }
-        changed
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::watch::Batch;
     use std::fs;
     use std::io::Write;
 
-    fn readable(w: &Watcher) -> bool {
+    fn readable(w: &Handle) -> bool {
         // SAFETY: the descriptor stays open as long as `w`.
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(w.ready_fd()) };
         let mut fds = [PollFd::new(&fd, PollFlags::IN)];
@@ -573,7 +295,7 @@ mod tests {
         poll(&mut fds, Some(&ts)).unwrap() == 1
     }
 
-    fn wait_readable(w: &Watcher, ms: u64) -> bool {
+    fn wait_readable(w: &Handle, ms: u64) -> bool {
         let end = Instant::now() + Duration::from_millis(ms);
         while Instant::now() < end {
             if readable(w) {
@@ -589,7 +311,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let d = root.path().join("handoff");
         fs::create_dir(&d).unwrap();
-        let w = Watcher::new(&d, Duration::from_millis(30)).unwrap();
+        let w = start(&d, Duration::from_millis(30)).unwrap();
         assert!(!readable(&w));
         assert_eq!(w.take_batch(), Batch::default());
         fs::write(d.join("a"), "x").unwrap();
@@ -622,7 +344,17 @@ mod tests {
         assert!(readable(&w));
     }
 
-    fn wait(w: &Watcher, ms: u64) -> Batch {
+    /// Paths until there are `n` of them (or 5 s passed).
+    fn collect_n(w: &Handle, n: usize) -> Vec<PathBuf> {
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.len() < n && Instant::now() < end {
+            got.extend(wait(w, 100).paths);
+        }
+        got
+    }
+
+    fn wait(w: &Handle, ms: u64) -> Batch {
         w.wait_batch(Duration::from_millis(ms))
             .unwrap()
             .unwrap_or_default()
@@ -631,7 +363,7 @@ mod tests {
     #[test]
     fn coalesces_burst_into_one() {
         let d = tempfile::tempdir().unwrap();
-        let w = Watcher::new(d.path(), Duration::from_millis(50)).unwrap();
+        let w = start(d.path(), Duration::from_millis(50)).unwrap();
         let p = d.path().join("intent-a.json");
         for i in 0..50 {
             fs::write(&p, format!("{i}")).unwrap();
@@ -665,7 +397,7 @@ mod tests {
     #[test]
     fn deleted_before_settling_is_dropped_and_open_writer_waits() {
         let d = tempfile::tempdir().unwrap();
-        let w = Watcher::new(d.path(), Duration::from_millis(150)).unwrap();
+        let w = start(d.path(), Duration::from_millis(150)).unwrap();
         let gone = d.path().join("intent-gone.json");
         fs::write(&gone, "x").unwrap();
         fs::remove_file(&gone).unwrap();
@@ -685,7 +417,7 @@ mod tests {
     #[test]
     fn rename_into_place_and_settled_order() {
         let d = tempfile::tempdir().unwrap();
-        let w = Watcher::new(d.path(), Duration::from_millis(100)).unwrap();
+        let w = start(d.path(), Duration::from_millis(100)).unwrap();
         let tmp = d.path().join(".intent-r.json.tmp");
         fs::write(&tmp, "x").unwrap();
         fs::rename(&tmp, d.path().join("intent-r.json")).unwrap();
@@ -720,7 +452,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let d = root.path().join("handoff");
         fs::create_dir(&d).unwrap();
-        let w = Watcher::new(&d, Duration::from_millis(30)).unwrap();
+        let w = start(&d, Duration::from_millis(30)).unwrap();
         fs::remove_dir(&d).unwrap();
         let b = wait(&w, 2000);
         assert!(b.rescan);
@@ -738,13 +470,13 @@ mod tests {
 
     #[test]
     fn errors() {
-        let e = Watcher::new(Path::new("/nonexistent/dir"), Duration::ZERO)
+        let e = start(Path::new("/nonexistent/dir"), Duration::ZERO)
             .err()
             .unwrap();
         assert_eq!(e.errno, libc::ENOENT);
         assert!(e.to_string().contains("/nonexistent/dir"));
         let f = tempfile::NamedTempFile::new().unwrap();
-        let e = Watcher::new(f.path(), Duration::ZERO).err().unwrap();
+        let e = start(f.path(), Duration::ZERO).err().unwrap();
         assert_eq!(e.errno, libc::ENOTDIR);
     }
 
@@ -757,5 +489,26 @@ mod tests {
         assert_eq!(kind_of(EventMask::MOVED_FROM), Some(Kind::MovedOut));
         assert_eq!(kind_of(EventMask::DELETE), Some(Kind::Deleted));
         assert_eq!(kind_of(EventMask::ATTRIB), None);
+    }
+
+    #[test]
+    fn created_without_a_close_still_settles() {
+        let d = tempfile::tempdir().unwrap();
+        let w = start(d.path(), Duration::from_millis(30)).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", d.path().join("link")).unwrap();
+        rustix::fs::mknodat(
+            CWD,
+            d.path().join("fifo"),
+            FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        fs::write(d.path().join("src"), "x").unwrap();
+        let names = ["link", "fifo", "src"].map(|n| d.path().join(n));
+        assert_eq!(collect_n(&w, 3), names.to_vec());
+        fs::hard_link(d.path().join("src"), d.path().join("hard")).unwrap();
+        assert_eq!(collect_n(&w, 1), vec![d.path().join("hard")]);
+        assert!(w.pending().is_empty());
     }
 }

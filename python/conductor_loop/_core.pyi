@@ -9,7 +9,7 @@ Paths may be given as ``str`` or ``os.PathLike``; paths are returned as ``str``.
 from collections.abc import Sequence
 from os import PathLike
 from types import TracebackType
-from typing import overload
+from typing import TypeVar, overload
 
 __version__: str
 
@@ -100,7 +100,7 @@ def fsync_dir(path: str) -> None:
     """fsync a directory so that renames and unlinks in it are durable."""
 
 class Batch:
-    """One result of :meth:`Watcher.take_batch` / :meth:`Watcher.next_batch`."""
+    """One result of :meth:`BaseWatcher.take_batch` / :meth:`BaseWatcher.next_batch`."""
 
     @property
     def paths(self) -> list[str]:
@@ -110,32 +110,25 @@ class Batch:
         """True when events may have been lost (overflow, lost watch, directory replaced): list the directory."""
     @property
     def events(self) -> int:
-        """Raw inotify events consumed since the previous batch."""
+        """Raw inotify events (:class:`Watcher`) or changes seen (:class:`PollWatcher`) since the previous batch."""
     def __len__(self) -> int:
         """Number of settled paths."""
 
-class Watcher:
-    """Inotify watcher of one directory that emits a path once it settled (quiet for ``debounce_ms``
-    after a close-write or a rename into the directory).
+_W = TypeVar("_W", bound="BaseWatcher")
 
+class BaseWatcher:
+    """What :class:`Watcher` (inotify) and :class:`PollWatcher` (listing) share: the whole API but the constructor.
+
+    A background thread (no GIL) watches one directory and hands out each name once it *settled*.
     Dumb about names: every entry of the directory but a sub-directory is tracked and emitted,
-    hidden and temp names included; which names are intents is the caller's rule. A later write
-    disarms a path until it is closed again; a path deleted or renamed away before it is taken is
-    never emitted; a file held open and written is never emitted before it is closed. Raises
-    ``OSError`` when ``dir`` cannot be watched (missing, not a directory, inotify limits). Thread-safe.
+    hidden and temp names included; which names are intents is the caller's rule. A name deleted
+    or renamed away before it is taken is never emitted. Thread-safe.
 
-    One wait: :meth:`fileno` is readable while a batch is ready, so the watcher (it has ``fileno``)
-    can sit in ``select`` or ``multiprocessing.connection.wait`` beside pipes and sentinels; then
-    :meth:`take_batch` takes the batch without blocking.
+    One wait: :meth:`fileno` is readable while a batch is ready, so the watcher (it has
+    ``fileno``) can sit in ``select`` or ``multiprocessing.connection.wait`` beside pipes and
+    sentinels; then :meth:`take_batch` takes the batch without blocking.
     """
 
-    @overload
-    def __init__(self, dir: str | PathLike[str], debounce_ms: int) -> None: ...
-    @overload
-    def __init__(self, dir: str | PathLike[str], *, debounce_ms: int) -> None: ...
-    @overload
-    def __init__(self, dir: str | PathLike[str], patterns: Sequence[str], debounce_ms: int) -> None:
-        """Deprecated form: ``patterns`` are ignored (every name is emitted; filter in Python)."""
     def fileno(self) -> int:
         """A descriptor (an eventfd: ``O_CLOEXEC``, non-blocking) readable while a batch is ready.
 
@@ -158,20 +151,72 @@ class Watcher:
         Takes from the same state as :meth:`take_batch` (and rearms :meth:`fileno`).
         """
     def pending(self) -> list[str]:
-        """Paths seen modified that have not settled yet, plus settled ones not yet taken."""
+        """Paths seen changed that have not settled yet (being written, or waiting for the quiet
+        period), plus settled ones not yet taken."""
     def set_debounce(self, debounce_ms: int) -> None:
-        """Change the quiet period (for SIGHUP reloads)."""
+        """Change the quiet period (for SIGHUP reloads); applies to names already waiting too."""
     def is_alive(self) -> bool:
-        """False once the watch is lost and could not be re-added (retried every 100 ms, and
-        True again with a rescan once the directory exists again), or after close()."""
+        """False while the directory is not watched: the watch is lost or the directory is missing or
+        unreadable (retried, and True again with a rescan once it is back), or after close()."""
     def last_error(self) -> str | None:
-        """The last I/O problem the watcher thread recorded (e.g. why a watch could not be re-added)."""
+        """The last I/O problem the watcher thread recorded (e.g. why the directory cannot be watched)."""
     def close(self) -> None:
-        """Stop watching (joins the thread, closes the inotify descriptor); idempotent."""
-    def __enter__(self) -> Watcher: ...
+        """Stop watching (joins the thread); idempotent."""
+    def __enter__(self: _W) -> _W: ...
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+class Watcher(BaseWatcher):
+    """Inotify watcher: a name settles ``debounce_ms`` after a close-write or a rename into the directory.
+
+    A later write disarms a name until it is closed again, so a file held open and written is never
+    emitted before it is closed. An inotify queue overflow forgets names written but not closed and
+    asks for a rescan; so does a lost or replaced directory (the watch is re-added every 100 ms
+    once the directory exists again). Raises ``OSError`` when ``dir`` cannot be watched (missing,
+    not a directory, inotify limits). Sees only writes made through this host's kernel: on a
+    network filesystem (:func:`is_network_fs`) use :class:`PollWatcher`.
+    """
+
+    @overload
+    def __init__(self, dir: str | PathLike[str], debounce_ms: int) -> None: ...
+    @overload
+    def __init__(self, dir: str | PathLike[str], *, debounce_ms: int) -> None: ...
+    @overload
+    def __init__(self, dir: str | PathLike[str], patterns: Sequence[str], debounce_ms: int) -> None:
+        """Deprecated form (``DeprecationWarning``): ``patterns`` are ignored, every name is emitted."""
+
+class PollWatcher(BaseWatcher):
+    """Watcher that lists ``dir`` every ``interval_ms``: for network filesystems, where inotify misses
+    other hosts' writes.
+
+    Each listing reads the directory (getdents) and ``lstat``s every entry (links are not followed).
+    A name settles once its (inode, size, mtime in ns) has not changed for ``debounce_ms``, as seen
+    by a later listing: a file still growing between listings is never emitted. A vanished name is
+    dropped. The first listing is the baseline and emits nothing (list the directory yourself, as
+    after a rescan); so is the first listing after the directory came back or was replaced, which
+    sets ``rescan``. A missing or unreadable directory makes :meth:`is_alive` False (with
+    :meth:`last_error`) until a listing works again. :attr:`Batch.events` counts the changes seen.
+    Raises ``OSError`` (with the path) when the first listing fails, ``ValueError`` when
+    ``interval_ms`` is 0.
+    """
+
+    def __init__(self, dir: str | PathLike[str], debounce_ms: int, interval_ms: int) -> None: ...
+
+def fs_type(path: str | PathLike[str]) -> str:
+    """The filesystem type name of ``path`` from ``statfs(2)`` ``f_type`` (symlinks followed).
+
+    For example ``"ext4"`` (also ext2/ext3), ``"xfs"``, ``"btrfs"``, ``"tmpfs"``, ``"overlay"``,
+    ``"zfs"``, ``"nfs"``, ``"cifs"``, ``"smb2"``, ``"fuse"`` (also fuseblk), ``"ceph"``, ``"9p"``;
+    ``"0x<hex>"`` for a type it does not know. Raises ``OSError`` with the path on failure.
+    """
+
+def is_network_fs(path: str | PathLike[str]) -> bool:
+    """True when ``path`` is on a filesystem where inotify does not see other hosts' writes.
+
+    nfs, cifs, smb, smb2, fuse (incl. fuseblk), afs, ceph, 9p, lustre, gpfs, gfs2, ocfs2, beegfs,
+    orangefs, coda, ncpfs, vboxsf. Raises ``OSError`` with the path on failure.
+    """
