@@ -18,6 +18,8 @@ def echo(slot: int, settings: Any, conn: Connection, heartbeat: Any) -> None:
             return
         if batch is None:
             return
+        if batch and batch[0].path == "quit":
+            os._exit(4)  # dies before it starts on anything (like a worker that cannot boot)
         out = []
         for item in batch:
             heartbeat[slot] = time.monotonic()

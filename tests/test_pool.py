@@ -49,8 +49,12 @@ def test_a_dead_worker_is_reaped_with_the_intents_it_held(pool: Pool) -> None:
     _, deaths = gather(pool, want_deaths=1)
     (death,) = deaths
     assert death.worker is w and death.exitcode == 3 and "exited with code 3" in death.reason
-    assert [i.path for i in death.lost] == ["die", "other"]
+    assert [i.path for i in death.lost] == ["die", "other"] and death.touched
     assert pool.size == 0
+    w = pool.spawn()
+    pool.send(w, [WorkItem("quit")])
+    _, (death,) = gather(pool, want_deaths=1)
+    assert death.exitcode == 4 and [i.path for i in death.lost] == ["quit"] and not death.touched
 
 
 def test_a_stalled_worker_is_killed(pool: Pool) -> None:

@@ -68,7 +68,7 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
     assert where.startswith(str(venv)), where  # the installed copy, not the source tree
     assert digest == hashlib.sha256(sample.read_bytes()).hexdigest()
 
-    if (REPO / "python" / "conductor_loop" / "cli.py").exists():
+    if (REPO / "python" / "conductor_loop" / "cli" / "__init__.py").exists():
         ver = subprocess.run(
             [str(venv / "bin" / "conductor-loop"), "--version"],
             check=True,

@@ -105,3 +105,14 @@ def test_dead_workers_intents_requeued_alone_and_only_a_lone_one_charged() -> No
         again = q.take_batch(5)
     assert q.requeue_lost(again) == again and again[0].attempt == 2  # out of attempts: fails
     assert not q.knows("/h/a")
+
+
+def test_intents_of_a_worker_that_never_started_on_them_are_not_charged() -> None:
+    q, _ = queue(retries=0)
+    q.push(WorkItem("/h/a"))
+    lost = q.take_batch(1)
+    for _ in range(5):  # a worker that cannot boot, again and again
+        assert q.requeue_lost(lost, touched=False) == []
+        lost = q.take_batch(1)
+    assert lost[0].attempt == 1
+    assert q.requeue_lost(lost) == lost  # one that died on it: charged, and out of attempts

@@ -66,6 +66,8 @@ class Death:
     exitcode: int | None
     lost: list[WorkItem]
     reason: str
+    #: The worker had started on an item (its heartbeat was set): one of ``lost`` may have killed it.
+    touched: bool = True
 
 
 class Pool:
@@ -178,6 +180,7 @@ class Pool:
             w.proc.join(timeout=5.0)
             code = w.proc.exitcode
         lost = [item for batch in w.inflight for item in batch]
+        touched = bool(self.heartbeat[w.slot])
         w.inflight.clear()
         self._forget(w)
         if not reason:
@@ -185,7 +188,7 @@ class Pool:
                 reason = f"worker {w.id} killed by signal {signal.Signals(-code).name}"
             else:
                 reason = f"worker {w.id} exited with code {code}"
-        return Death(worker=w, exitcode=code, lost=lost, reason=reason)
+        return Death(worker=w, exitcode=code, lost=lost, reason=reason, touched=touched)
 
     def stalled(self, limit: float) -> list[Death]:
         """Kill and reap workers that hold work but have not heartbeaten for ``limit`` seconds."""

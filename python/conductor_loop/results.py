@@ -53,8 +53,8 @@ class Results:
         self.done.extend(results)
 
     def lost(self, death: Death) -> None:
-        """A worker died: its intents go back alone; those out of attempts fail."""
-        for item in self.queue.requeue_lost(death.lost):
+        """A worker died: its intents go back alone; those out of attempts fail (none if it never started one)."""
+        for item in self.queue.requeue_lost(death.lost, touched=death.touched):
             message = f"{death.reason} while processing this intent"
             self.add([WorkResult(item.path, Outcome.FAILED, message, item.attempt, death.worker.id)])
 

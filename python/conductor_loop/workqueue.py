@@ -172,12 +172,13 @@ class WorkQueue:
         self._delayed_paths.add(item.path)
         return item, delay
 
-    def requeue_lost(self, lost: list[WorkItem]) -> list[WorkItem]:
+    def requeue_lost(self, lost: list[WorkItem], *, touched: bool = True) -> list[WorkItem]:
         """Intents a dead worker held: each goes back alone; returns those out of attempts.
 
-        Only an intent that was alone in the worker is charged an attempt: it is the one that killed it.
+        Only an intent that was alone in the worker is charged an attempt: it is the one that killed it;
+        none is when the worker died before it started on any (``touched=False``: it failed to boot).
         """
-        alone = len(lost) == 1
+        alone = len(lost) == 1 and touched
         out_of_attempts = []
         for item in lost:
             self.inflight.pop(item.path, None)
