@@ -125,3 +125,18 @@ def test_every_emitted_event_is_documented_and_every_documented_one_emitted() ->
     section = guide.split("### Events", 1)[1].split("\n## ", 1)[0]
     table = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
     assert table == set(EVENTS), "docs/operations.md Events table differs from logs.EVENTS"
+
+
+def test_module_and_function_sizes_follow_the_guide() -> None:
+    """About 400 lines a module at most, 40 lines of code a function (docstrings not counted)."""
+    for name, path in MODULES.items():
+        text = path.read_text()
+        assert text.count("\n") <= 450, f"{name}: {text.count(chr(10))} lines"
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            body = node.body
+            if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and len(body) > 1:
+                body = body[1:]
+            lines = (body[-1].end_lineno or 0) - body[0].lineno + 1
+            assert lines <= 40, f"{name}.{node.name}: {lines} lines"

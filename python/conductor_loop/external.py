@@ -58,6 +58,110 @@ def _exited(pid: int) -> bool:
     return info is not None and info.si_pid == pid
 
 
+_INF = float("inf")
+
+
+def _out_dir_problem(out_dir: str) -> str | None:
+    """Why porch could not write to ``out_dir`` (it is created when missing), or None."""
+    if os.access(out_dir, os.W_OK | os.X_OK):
+        return None
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        return f"out dir {out_dir} not usable: {exc.strerror or exc}"
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        return f"out dir {out_dir} is not writable"
+    return None
+
+
+class _Run:
+    """One porch process being watched: its output pipes, its pidfd, the timeout and kill timers."""
+
+    def __init__(self, pid: int, r_out: int, r_err: int, deadline: float) -> None:
+        self.pid = pid
+        self.fds = (r_out, r_err)
+        self.bufs = {r_out: bytearray(), r_err: bytearray()}
+        self.poller = select.poll()
+        for fd in self.fds:
+            self.poller.register(fd, select.POLLIN)
+        self.open_fds = {r_out, r_err}
+        try:
+            self.pidfd = os.pidfd_open(pid)
+            self.poller.register(self.pidfd, select.POLLIN)
+        except (AttributeError, OSError):
+            self.pidfd = -1
+        self.deadline = deadline
+        self.kill_at = _INF
+        self.drain_until = _INF
+        self.exited = False
+        self.timed_out = False
+
+    def _exit_seen(self, now: float) -> None:
+        self.exited = True
+        self.drain_until = now + PIPE_GRACE
+
+    def done(self) -> bool:
+        """Porch exited and its pipes are closed (or the drain grace is over)."""
+        now = time.monotonic()
+        if not self.exited and self.pidfd < 0 and _exited(self.pid):
+            self._exit_seen(now)
+        return self.exited and (not self.open_fds or now >= self.drain_until)
+
+    def timers(self) -> None:
+        """On timeout SIGTERM the group; KILL_GRACE later, SIGKILL it."""
+        now = time.monotonic()
+        if not self.timed_out and not self.exited and now >= self.deadline:
+            self.timed_out = True
+            _killpg(self.pid, signal.SIGTERM)
+            self.kill_at = now + KILL_GRACE
+        if now >= self.kill_at:
+            _killpg(self.pid, signal.SIGKILL)
+            self.kill_at = _INF
+
+    def poll(self) -> None:
+        """Wait for output, the exit or the next timer; keep the last bytes of each stream."""
+        now = time.monotonic()
+        wake = min(self.deadline if not self.timed_out else _INF, self.kill_at, self.drain_until)
+        wait_ms = None if wake == _INF else max(0, int((wake - now) * 1000) + 1)
+        if self.pidfd < 0:
+            wait_ms = 10 if wait_ms is None else min(wait_ms, 10)
+        for fd, _ in self.poller.poll(wait_ms):
+            if fd == self.pidfd:
+                self.poller.unregister(self.pidfd)
+                self._exit_seen(time.monotonic())
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if data:
+                buf = self.bufs[fd]
+                buf += data
+                if len(buf) > 2 * TAIL_BYTES:
+                    del buf[:-TAIL_BYTES]
+            else:
+                self.poller.unregister(fd)
+                self.open_fds.discard(fd)
+
+    def reap(self) -> int | None:
+        """Kill what is left of porch's group, close the pipes, reap porch; its wait status."""
+        # The leader is a zombie (or about to be killed): its pid and process group id cannot be
+        # reused yet, so this reaches only what is left of porch's own group.
+        _killpg(self.pid, signal.SIGKILL)
+        for fd in self.fds:
+            os.close(fd)
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+        try:
+            return os.waitpid(self.pid, 0)[1]
+        except ChildProcessError:
+            return None
+
+    def tail(self, fd: int) -> str:
+        """The last :data:`TAIL_BYTES` of a stream, decoded."""
+        return bytes(self.bufs[fd][-TAIL_BYTES:]).decode("utf-8", "replace")
+
+
 class ExternalExecutor:
     """Runs an external porch binary: ``[porch, "-intent", F, "-out", D] (+ ["-structured"])``.
 
@@ -108,14 +212,9 @@ class ExternalExecutor:
     def execute(self, req: ExecRequest) -> ExecResult:
         """Run porch for ``req``; see the class docstring for the process contract."""
         start = time.monotonic()
-        if not os.access(req.out_dir, os.W_OK | os.X_OK):
-            try:
-                os.makedirs(req.out_dir, exist_ok=True)
-            except OSError as exc:
-                message = f"out dir {req.out_dir} not usable: {exc.strerror or exc}"
-                return failure(message, start, retryable=True)
-            if not os.access(req.out_dir, os.W_OK | os.X_OK):
-                return failure(f"out dir {req.out_dir} is not writable", start, retryable=True)
+        problem = _out_dir_problem(req.out_dir)
+        if problem is not None:
+            return failure(problem, start, retryable=True)
         try:
             r_out, w_out = os.pipe()
         except OSError as exc:
@@ -152,76 +251,14 @@ class ExternalExecutor:
         return self._supervise(pid, r_out, r_err, req, start)
 
     def _supervise(self, pid: int, r_out: int, r_err: int, req: ExecRequest, start: float) -> ExecResult:
-        bufs = {r_out: bytearray(), r_err: bytearray()}
-        poller = select.poll()
-        for fd in (r_out, r_err):
-            poller.register(fd, select.POLLIN)
-        open_fds = {r_out, r_err}
-        pidfd = -1
+        run = _Run(pid, r_out, r_err, start + req.timeout if req.timeout > 0 else _INF)
         try:
-            pidfd = os.pidfd_open(pid)
-            poller.register(pidfd, select.POLLIN)
-        except (AttributeError, OSError):
-            pidfd = -1
-        inf = float("inf")
-        deadline = start + req.timeout if req.timeout > 0 else inf
-        kill_at = inf
-        drain_until = inf
-        exited = False
-        timed_out = False
-        try:
-            while True:
-                now = time.monotonic()
-                if not exited and pidfd < 0 and _exited(pid):
-                    exited = True
-                    drain_until = now + PIPE_GRACE
-                if exited and (not open_fds or now >= drain_until):
-                    break
-                if not timed_out and not exited and now >= deadline:
-                    timed_out = True
-                    _killpg(pid, signal.SIGTERM)
-                    kill_at = now + KILL_GRACE
-                if now >= kill_at:
-                    _killpg(pid, signal.SIGKILL)
-                    kill_at = inf
-                wake = min(deadline if not timed_out else inf, kill_at, drain_until)
-                wait_ms = None if wake == inf else max(0, int((wake - now) * 1000) + 1)
-                if pidfd < 0:
-                    wait_ms = 10 if wait_ms is None else min(wait_ms, 10)
-                for fd, _ in poller.poll(wait_ms):
-                    if fd == pidfd:
-                        poller.unregister(pidfd)
-                        exited = True
-                        drain_until = time.monotonic() + PIPE_GRACE
-                        continue
-                    try:
-                        data = os.read(fd, 65536)
-                    except BlockingIOError:
-                        continue
-                    if data:
-                        buf = bufs[fd]
-                        buf += data
-                        if len(buf) > 2 * TAIL_BYTES:
-                            del buf[:-TAIL_BYTES]
-                    else:
-                        poller.unregister(fd)
-                        open_fds.discard(fd)
+            while not run.done():
+                run.timers()
+                run.poll()
         finally:
-            # The leader is a zombie (or about to be killed): its pid and process group id cannot be
-            # reused yet, so this reaches only what is left of porch's own group.
-            _killpg(pid, signal.SIGKILL)
-            for fd in (r_out, r_err):
-                os.close(fd)
-            if pidfd >= 0:
-                os.close(pidfd)
-            status: int | None
-            try:
-                status = os.waitpid(pid, 0)[1]
-            except ChildProcessError:
-                status = None
-        stdout_tail = bytes(bufs[r_out][-TAIL_BYTES:]).decode("utf-8", "replace")
-        stderr_tail = bytes(bufs[r_err][-TAIL_BYTES:]).decode("utf-8", "replace")
-        return self._result(status, timed_out, req, start, stdout_tail, stderr_tail)
+            status = run.reap()
+        return self._result(status, run.timed_out, req, start, run.tail(r_out), run.tail(r_err))
 
     def _result(
         self,

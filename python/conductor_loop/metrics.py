@@ -79,7 +79,16 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         """Create every metric on ``registry`` (a fresh registry when ``None``)."""
         self.registry: CollectorRegistry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
+        self._intent_metrics(self.registry)
+        self._loop_metrics(self.registry)
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            try:
+                collector(registry=self.registry)
+            except ValueError:
+                # Already registered (the caller passed a registry that has them, e.g. the global one).
+                pass
+
+    def _intent_metrics(self, r: CollectorRegistry) -> None:
         self.intents_total = Counter(
             "conductor_intents_total",
             "Intents filed, by outcome (success, failed, skipped).",
@@ -94,6 +103,23 @@ class Metrics:
             buckets=PROCESSING_BUCKETS,
             registry=r,
         )
+        self.porch_timeouts_total = Counter(
+            "conductor_porch_timeouts_total",
+            "Porch runs killed because they exceeded --timeout.",
+            registry=r,
+        )
+        self.retries_total = Counter(
+            "conductor_retries_total",
+            "Retries of intents after an environmental failure (spawn error, timeout, disk full).",
+            registry=r,
+        )
+        self.last_success_timestamp = Gauge(
+            "conductor_last_success_timestamp_seconds",
+            "Unix time of the last intent filed with outcome success.",
+            registry=r,
+        )
+
+    def _loop_metrics(self, r: CollectorRegistry) -> None:
         self.queue_depth = Gauge(
             "conductor_queue_depth",
             "Settled intents waiting for a worker.",
@@ -109,11 +135,6 @@ class Metrics:
             "Worker processes currently processing an intent.",
             registry=r,
         )
-        self.porch_timeouts_total = Counter(
-            "conductor_porch_timeouts_total",
-            "Porch runs killed because they exceeded --timeout.",
-            registry=r,
-        )
         self.events_total = Counter(
             "conductor_events_total",
             "Raw file-system events received from the watcher (before coalescing).",
@@ -124,27 +145,11 @@ class Metrics:
             "Full rescans of the handoff directory (queue overflow, lost watch, recreated dir, sweep).",
             registry=r,
         )
-        self.retries_total = Counter(
-            "conductor_retries_total",
-            "Retries of intents after an environmental failure (spawn error, timeout, disk full).",
-            registry=r,
-        )
         self.watcher_up = Gauge(
             "conductor_watcher_up",
             "1 while the file watcher is running and all its watches are in place, else 0.",
             registry=r,
         )
-        self.last_success_timestamp = Gauge(
-            "conductor_last_success_timestamp_seconds",
-            "Unix time of the last intent filed with outcome success.",
-            registry=r,
-        )
-        for collector in (ProcessCollector, PlatformCollector, GCCollector):
-            try:
-                collector(registry=r)
-            except ValueError:
-                # Already registered (the caller passed a registry that has them, e.g. the global one).
-                pass
 
     def observe_outcome(self, outcome: str, duration_s: float | None, *, timed_out: bool = False) -> None:
         """Count one filed intent.

@@ -155,8 +155,8 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
-def parse_intent(content: bytes) -> Intent:
-    """Validate intent file content and return the :class:`Intent`; raise :class:`ValidationError`."""
+def _decode(content: bytes) -> Any:
+    """UTF-8, then JSON (no NaN, no duplicate keys, at most 64 deep)."""
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -176,9 +176,13 @@ def parse_intent(content: bytes) -> Intent:
     # A document with at most 64 brackets cannot nest deeper than 64: skip the walk on the hot path.
     if isinstance(data, (dict, list)) and text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(data):
         raise ValidationError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def _check_schema(data: Any) -> dict[str, Any]:
+    """The intent schema: an object, known fields, required fields, types and ranges, DNS-1123 names."""
     if not isinstance(data, dict):
         raise ValidationError(f"not an intent: the top level is a JSON {_json_type(data)}, not an object")
-
     unknown = data.keys() - _PROPERTIES
     if unknown:
         raise ValidationError("unknown field(s): " + ", ".join(sorted(unknown)))
@@ -189,22 +193,25 @@ def parse_intent(content: bytes) -> Intent:
         _VALIDATE(data)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise ValidationError(_schema_reason(exc)) from None
-
-    target: str = data["target"]
-    namespace: str = data["namespace"]
     problems = [
         f"{key}: {value!r} is not a DNS-1123 name (a-z, 0-9 and '-', "
         "alphanumeric at both ends, at most 63 characters)"
-        for key, value in (("target", target), ("namespace", namespace))
+        for key, value in (("target", data["target"]), ("namespace", data["namespace"]))
         if _DNS1123_LABEL.fullmatch(value) is None
     ]
     if problems:
         raise ValidationError("; ".join(problems))
+    return data
+
+
+def parse_intent(content: bytes) -> Intent:
+    """Validate intent file content and return the :class:`Intent`; raise :class:`ValidationError`."""
+    data = _check_schema(_decode(content))
     # JSON Schema draft-07 counts 3.0 as an integer; normalise it.
     return Intent(
         intent_type=data["intent_type"],
-        target=target,
-        namespace=namespace,
+        target=data["target"],
+        namespace=data["namespace"],
         replicas=int(data["replicas"]),
         priority=int(data.get("priority", 5)),
         correlation_id=data.get("correlation_id"),
