@@ -106,7 +106,7 @@ class Observer(threading.Thread):
         self.rescans = 0
         self.stop = threading.Event()
         self.lock = threading.Lock()
-        self.watcher = _core.Watcher(str(status_dir), ["*.status"], 0)
+        self.watcher = _core.Watcher(str(status_dir), 0)  # every name: status files are picked below
 
     def run(self) -> None:
         with self.watcher:
@@ -118,7 +118,8 @@ class Observer(threading.Thread):
                     self._scan()
                 with self.lock:
                     for p in batch.paths:
-                        self.seen.setdefault(os.path.basename(p), t1)
+                        if p.endswith(".status") and not os.path.basename(p).startswith("."):
+                            self.seen.setdefault(os.path.basename(p), t1)
 
     def _scan(self) -> None:
         """After lost events: take what is missing from a listing, timed by its mtime (less exact)."""
