@@ -1,0 +1,64 @@
+"""Telemetry: the loop's events become metrics, log lines, health, progress and the summary."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from conductor_loop.logs import setup_logging
+from conductor_loop.metrics import Health, Metrics
+from conductor_loop.records import Filing, Outcome, RunSummary, WorkResult
+from conductor_loop.telemetry import (
+    Figures,
+    IntentFiled,
+    IntentNotFiled,
+    IntentRetried,
+    Rescanned,
+    Telemetry,
+    WatchNews,
+)
+
+
+def value(m: Metrics, name: str, **labels: str) -> float:
+    got = m.registry.get_sample_value(name, labels or None)
+    return 0.0 if got is None else got
+
+
+def test_events_become_metrics_logs_progress_and_summary() -> None:
+    stream = io.StringIO()
+    setup_logging("json", "info", stream)
+    seen: list[tuple[int, int]] = []
+
+    def progress(summary: RunSummary, total: int) -> None:
+        seen.append((summary.total, total))
+
+    m, h = Metrics(), Health()
+    t = Telemetry(m, h, progress)
+    t.total_hint = 3
+    ok = WorkResult("/h/intent-a.json", Outcome.SUCCESS, "done", 1, 1, duration_ms=5.0)
+    bad = WorkResult("/h/intent-b.json", Outcome.FAILED, "porch exited with code 1", 2, 1, timed_out=False)
+    slow = WorkResult("/h/intent-c.json", Outcome.RETRY, "timed out", 1, 2, timed_out=True)
+    t.emit(IntentFiled(ok, "/h/processed/intent-a.json"))
+    t.emit(IntentFiled(bad, "/h/failed/intent-b.json"))
+    t.emit(IntentRetried(slow, 2, 0.5))
+    t.emit(IntentNotFiled(ok, Filing.CHANGED))
+    t.emit(Rescanned("watcher asked for a rescan"))
+    t.emit(WatchNews(events=7))
+    t.watcher_changed(False)
+    t.emit(Figures(ready=4, delayed=1, inflight=2, workers=2, busy=1, max_workers=3))
+    s = t.summary
+    assert (s.processed, s.failed, s.retried, s.total) == (1, 1, 1, 2)
+    assert seen == [(1, 3), (2, 3)]
+    assert value(m, "conductor_intents_total", outcome="success") == 1
+    assert value(m, "conductor_intents_total", outcome="failed") == 1
+    assert value(m, "conductor_retries_total") == 1 and value(m, "conductor_porch_timeouts_total") == 1
+    assert value(m, "conductor_rescans_total") == 1 and value(m, "conductor_events_total") == 7
+    assert value(m, "conductor_watcher_up") == 0 and not h.healthz()[0]
+    assert value(m, "conductor_queue_depth") == 4 and value(m, "conductor_workers_busy") == 1
+    events: list[dict[str, Any]] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [e["event"] for e in events] == [
+        "intent.success", "intent.failed", "intent.retry", "intent.changed", "loop.rescan", "watcher.lost",
+    ]
+    live = t.live(Figures(4, 1, 2, 2, 1, 3))
+    assert (live["queue"], live["inflight"], live["workers"], live["processed"]) == (5, 2, 2, 1)
