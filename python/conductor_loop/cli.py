@@ -14,14 +14,12 @@ from typing import Any
 import click
 
 from conductor_loop import __version__
+from conductor_loop.goflags import GO_FLAG_OPTION, GoFlagError, label_sources, translate
 
 EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_USAGE = 2
 EXIT_FAILURES = 8
-
-#: Single-dash spellings of the Go loop, rewritten to click's double-dash options.
-GO_FLAGS = frozenset({"handoff", "porch", "mode", "out", "once", "debounce"})
 
 RUN_EXAMPLE = """
 \b
@@ -30,21 +28,6 @@ Examples:
   conductor-loop run --once --porch /usr/local/bin/porch --mode structured
   conductor-loop run -handoff ./handoff -porch builtin -once        # Go loop spellings
 """
-
-
-def _go_argv(argv: Sequence[str]) -> list[str]:
-    """Rewrite ``-handoff x`` / ``-handoff=x`` (Go flag style) to ``--handoff``; stops at ``--``."""
-    out: list[str] = []
-    for i, arg in enumerate(argv):
-        if arg == "--":
-            out.extend(argv[i:])
-            break
-        if arg.startswith("-") and not arg.startswith("--"):
-            name = arg[1:].split("=", 1)[0]
-            if name in GO_FLAGS:
-                arg = "-" + arg
-        out.append(arg)
-    return out
 
 
 def _fail(code: int, message: str) -> None:
@@ -84,6 +67,10 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--log-level", metavar="LEVEL", help="debug, info, warning or error."),
         click.option("--config", "config", metavar="FILE", help="TOML configuration file."),
         click.option("--dry-run", is_flag=True, default=None, help="List what would run; touch nothing."),
+        click.option("--watch", type=click.Choice(["auto", "inotify", "poll"]),
+                     help="How to see new files: inotify, poll (network filesystems) or auto (by filesystem)."),
+        click.option("--poll-interval", metavar="DURATION", help="How often poll mode lists the handoff (1s)."),
+        click.option(GO_FLAG_OPTION, "go_flags", multiple=True, hidden=True),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -92,7 +79,7 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _given(params: dict[str, Any]) -> dict[str, Any]:
     """Only the options actually given on the command line."""
-    given = {k: v for k, v in params.items() if v is not None and v != ()}
+    given = {k: v for k, v in params.items() if v is not None and v != () and k != "go_flags"}
     if "patterns" in given:
         given["patterns"] = list(given["patterns"])
     return given
@@ -102,10 +89,12 @@ def _resolve(params: dict[str, Any]) -> tuple[Any, dict[str, str]]:
     from conductor_loop.config import ConfigError, resolve
 
     try:
-        return resolve(_given(params), os.environ, params.get("config"))
+        cfg, sources = resolve(_given(params), os.environ, params.get("config"))
     except ConfigError as exc:
         _fail(EXIT_USAGE, str(exc))
         raise AssertionError("unreachable") from exc
+    label_sources(sources, params.get("go_flags") or ())
+    return cfg, sources
 
 
 @cli.command(epilog=RUN_EXAMPLE)
@@ -293,6 +282,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0].startswith("-") and args[0] not in ("-h", "--help", "--version"):
         args = ["run", *args]  # the Go loop had no sub-commands: `conductor-loop -handoff DIR -once`
-    if args and args[0] == "run":
-        args = [args[0], *_go_argv(args[1:])]
-    cli.main(args=args, prog_name="conductor-loop")
+    cli.main(args=_go_spellings(args), prog_name="conductor-loop")
+
+
+def _go_spellings(args: list[str]) -> list[str]:
+    """Translate the Go loop's flags for ``run`` and ``config show`` (README "Migrating from the Go loop")."""
+    if args[:1] == ["run"]:
+        n, command = 1, cli.commands["run"]
+    elif args[:2] == ["config", "show"]:
+        group = cli.commands["config"]
+        assert isinstance(group, click.Group)
+        n, command = 2, group.commands["show"]
+    else:
+        return args
+    value_options = {
+        o for p in command.params if isinstance(p, click.Option) and not p.is_flag for o in p.opts if o[:2] == "--"
+    }
+    try:
+        done = translate(args[n:], value_options)
+    except GoFlagError as exc:
+        _fail(EXIT_USAGE, str(exc))
+        raise AssertionError("unreachable") from exc
+    for warning in done.warnings:
+        click.echo(f"conductor-loop: warning: {warning}", err=True)
+    return args[:n] + done.argv

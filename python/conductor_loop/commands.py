@@ -618,7 +618,7 @@ def state_prune(handoff: str | None, config: str | None, older_than: str) -> Non
 
 def _config_group() -> click.Group:
     """``config show``, built at registration time: it reuses ``run``'s options from the cli module."""
-    from conductor_loop.cli import _given, _run_options
+    from conductor_loop.cli import _resolve, _run_options
 
     @click.group("config")
     def config_group() -> None:
@@ -633,14 +633,14 @@ def _config_group() -> click.Group:
     @_run_options
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON object {key: {value, source}}.")
     def config_show(as_json: bool, **params: Any) -> None:
-        from conductor_loop.config import ConfigError, explain, resolve
+        from conductor_loop.config import explain
+        from conductor_loop.watch import choose_backend
 
-        try:
-            cfg, sources = resolve(_given(params), os.environ, params.get("config"))
-        except ConfigError as exc:
-            _fail(EXIT_USAGE, str(exc))
-            return
+        cfg, sources = _resolve(params)
         rows = explain(cfg, sources)
+        if cfg.watch == "auto":  # say what auto picks for this handoff
+            kind, why = choose_backend(cfg.handoff, cfg.watch)
+            rows = [(k, f"auto: {kind} ({why})" if k == "watch" else v, s) for k, v, s in rows]
         if as_json:
             click.echo(json.dumps({k: {"value": v, "source": s} for k, v, s in rows}, sort_keys=True))
             return

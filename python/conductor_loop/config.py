@@ -321,6 +321,8 @@ class RunConfig:
     log_format: str = "text"
     log_level: str = "info"
     dry_run: bool = False
+    watch: str = "auto"
+    poll_interval: float = 1.0
     config: str | None = None
 
 
@@ -393,6 +395,8 @@ FIELDS: dict[str, Field] = {
             "debug, info, warning, error or critical",
         ),
         Field("dry_run", parse_bool, _render_plain, "list what would run, change nothing"),
+        Field("watch", _choice("auto", "inotify", "poll"), _render_plain, "auto, inotify or poll"),
+        Field("poll_interval", _to_duration, _render_duration, "how often poll mode lists the handoff"),
         Field("config", _to_optional_str, _render_plain, "TOML config file"),
     )
 }
@@ -538,6 +542,8 @@ def _validate(cfg: RunConfig, sources: Mapping[str, str]) -> None:
         raise fail("timeout", "must be greater than 0")
     if cfg.max_file_size <= 0:
         raise fail("max_file_size", "must be greater than 0")
+    if not 0.01 <= cfg.poll_interval <= 3600:
+        raise fail("poll_interval", "must be between 10ms and 1h")
     for name in ("handoff", "out", "porch"):
         if not getattr(cfg, name).strip():
             raise fail(name, "must not be empty")
