@@ -87,7 +87,7 @@ def translate(argv: Sequence[str], value_options: Collection[str]) -> Translated
                 i += 1
             i += 1
             continue
-        if dashes != 1 and dashes != 2 or not name:
+        if dashes not in (1, 2) or not name:
             out.argv.append(arg)  # a positional word, "-" or "---x": click decides
             i += 1
             continue
