@@ -98,11 +98,10 @@ def describe(data: Mapping[str, Any], *, scaling: bool | None = None) -> Intent:
 
     ``scaling`` overrides what the type or kind says (the built-in schema passes ``True``).
     """
-    if scaling is None:
-        kind = data.get("kind") if style_of(data) == KUBERNETES else data.get("intent_type")
-        scaling = kind in SCALING_TYPES
-    if style_of(data) == KUBERNETES:
+    if "apiVersion" in data and "kind" in data:  # style_of(data) == KUBERNETES, inlined
         metadata, spec = _obj(data.get("metadata")), _obj(data.get("spec"))
+        if scaling is None:
+            scaling = data["kind"] in SCALING_TYPES
         return Intent(
             intent_type=_str(data.get("kind")),
             target=_str(spec.get("target")),
@@ -114,13 +113,20 @@ def describe(data: Mapping[str, Any], *, scaling: bool | None = None) -> Intent:
             style=KUBERNETES,
             scaling=scaling,
         )
+    # The hot path (one call per intent): plain lookups, the helpers only for unusual values.
+    get = data.get
+    kind, target, namespace = get("intent_type"), get("target"), get("namespace")
+    if scaling is None:
+        scaling = kind in SCALING_TYPES
+    replicas, priority, correlation_id = get("replicas"), get("priority", DEFAULT_PRIORITY), get("correlation_id")
     return Intent(
-        intent_type=_str(data.get("intent_type")),
-        target=_str(data.get("target")),
-        namespace=_str(data.get("namespace")),
-        replicas=_whole(data.get("replicas")),
-        priority=_priority(data.get("priority")),
-        correlation_id=_str(data.get("correlation_id")),
-        data=data,
-        scaling=scaling,
+        kind if type(kind) is str else None,
+        target if type(target) is str else None,
+        namespace if type(namespace) is str else None,
+        replicas if type(replicas) is int else _whole(replicas),
+        priority if type(priority) is int and 0 <= priority <= 10 else _priority(priority),
+        correlation_id if type(correlation_id) is str else None,
+        data,
+        FLAT,
+        scaling,
     )
