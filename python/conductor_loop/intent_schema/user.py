@@ -5,7 +5,7 @@ draft-04, draft-06 and 2019-09), applied with the ``jsonschema`` library.
 checked against its draft's meta-schema once, when the configuration is loaded: a file that cannot be
 used is a :class:`SchemaLoadError` naming the file and the problem (exit 2). Formats are asserted
 (``date-time`` as RFC 3339). Worker processes receive the loaded text with the settings and build
-their validator from it, without reading the file again. Only the loop's safety rules apply besides
+their validator from it, without reading or checking the file again. Only the loop's safety rules apply besides
 (README, "Migrating from the Go loop"); the :class:`Intent` fields are read from whatever the schema
 accepted.
 """
@@ -52,8 +52,11 @@ def _load_text(path: str) -> str:
         raise SchemaLoadError(f"intent schema {path}: cannot read: {exc.strerror or exc}") from None
 
 
-def _compile(path: str, text: str) -> Any:
-    """The validator for the schema ``text`` (from ``path``); :class:`SchemaLoadError` when unusable."""
+def _compile(path: str, text: str, *, check: bool = True) -> Any:
+    """The validator for the schema ``text`` (from ``path``); :class:`SchemaLoadError` when unusable.
+
+    ``check=False`` skips the meta-schema check, for a text that passed it already (in a worker).
+    """
     try:
         schema = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -67,7 +70,8 @@ def _compile(path: str, text: str) -> Any:
         if cls is None:
             raise SchemaLoadError(f"intent schema {path}: unknown $schema {schema['$schema']!r}")
     try:
-        cls.check_schema(schema)
+        if check:
+            cls.check_schema(schema)
     except jsonschema.SchemaError as exc:
         where = json_path(list(exc.absolute_path))
         raise SchemaLoadError(f"intent schema {path}: invalid schema at {where}: {exc.message}") from None
@@ -77,11 +81,14 @@ def _compile(path: str, text: str) -> Any:
 class UserSchema:
     """The operator's schema file; pickles as its path and loaded text (the file is not read again)."""
 
-    def __init__(self, path: str, text: str | None = None) -> None:
-        """Load ``path`` (or use its already loaded ``text``) and check it; raises :class:`SchemaLoadError`."""
+    def __init__(self, path: str, text: str | None = None, *, checked: bool = False) -> None:
+        """Load ``path`` (or use its already loaded ``text``) and check it; raises :class:`SchemaLoadError`.
+
+        ``checked=True`` trusts ``text`` to have passed the check already (how a worker gets it).
+        """
         self.path = path
         self.text = _load_text(path) if text is None else text
-        self._validator = _compile(path, self.text)
+        self._validator = _compile(path, self.text, check=not checked)
         self._label = os.path.basename(path)
 
     @property
@@ -90,7 +97,7 @@ class UserSchema:
         return self.path
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (UserSchema, (self.path, self.text))
+        return (_restore, (self.path, self.text))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, UserSchema) and (self.path, self.text) == (other.path, other.text)
@@ -110,3 +117,8 @@ class UserSchema:
         if error is not None:
             raise Rejected(f"schema {self._label}: {json_path(list(error.absolute_path))}: {error.message}")
         return describe(data)
+
+
+def _restore(path: str, text: str) -> UserSchema:
+    """Unpickle a :class:`UserSchema` in a worker: from its text, without reading or checking again."""
+    return UserSchema(path, text, checked=True)
