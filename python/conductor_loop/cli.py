@@ -61,6 +61,7 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--retries", metavar="N", help="Retries of environment failures (default 2)."),
         click.option("--pattern", "patterns", metavar="GLOB", multiple=True, help="Intent file pattern; repeatable."),
         click.option("--max-file-size", metavar="SIZE", help="Largest accepted intent (default 10MiB)."),
+        click.option("--intent-schema", metavar="builtin|go-compat|PATH", help="Intent rules (default builtin)."),
         click.option("--cleanup-after", metavar="DURATION", help="Remove filed intents older than this (0: never)."),
         click.option("--metrics-addr", metavar="HOST:PORT", help="Serve /metrics and health endpoints here."),
         click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format."),
@@ -211,7 +212,7 @@ def _dry_run(cfg: Any) -> int:
     out = os.path.abspath(cfg.out)
     for name in names:
         path = os.path.join(handoff, name)
-        problems = validate_path(path, cfg.max_file_size)
+        problems = validate_path(path, cfg.max_file_size, cfg.intent_schema)
         if problems:
             click.echo(f"would fail  {name}: {'; '.join(problems)}")
             continue
@@ -224,24 +225,28 @@ def _dry_run(cfg: Any) -> int:
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("--max-file-size", default="10MiB", show_default=True, metavar="SIZE")
-def validate(files: tuple[str, ...], max_file_size: str) -> None:
+@click.option("--intent-schema", default="builtin", show_default=True, metavar="builtin|go-compat|PATH")
+def validate(files: tuple[str, ...], max_file_size: str, intent_schema: str) -> None:
     """Check intent files exactly as the loop does; exit 1 if any is invalid.
 
     \b
     Example:
       conductor-loop validate handoff/intent-*.json
+      conductor-loop validate --intent-schema go-compat handoff/intent-*.json
     """
     from conductor_loop.config import parse_size
+    from conductor_loop.intent_schema import load_schema
     from conductor_loop.validate import validate_path
 
     try:
         limit = parse_size(max_file_size)
+        schema = load_schema(intent_schema)
     except ValueError as exc:
         _fail(EXIT_USAGE, str(exc))
         return
     bad = 0
     for f in files:
-        problems = validate_path(f, limit)
+        problems = validate_path(f, limit, schema)
         for p in problems:
             click.echo(f"{f}: {p}")
         if problems:

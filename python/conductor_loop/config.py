@@ -36,6 +36,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from conductor_loop.intent_schema import BUILTIN, IntentSchema, load_schema
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -278,6 +280,11 @@ def _to_patterns(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def _to_intent_schema(value: Any) -> IntentSchema:
+    """``builtin``, ``go-compat`` or a JSON Schema file, loaded and checked now (``ValueError`` if unusable)."""
+    return load_schema(_to_str(value))
+
+
 def _choice(*allowed: str, aliases: Mapping[str, str] | None = None) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         if not isinstance(value, str):
@@ -316,6 +323,7 @@ class RunConfig:
     retries: int = 2
     patterns: tuple[str, ...] = ("intent-*.json",)
     max_file_size: int = 10 * MiB
+    intent_schema: IntentSchema = BUILTIN
     cleanup_after: float = 7 * 86400.0
     metrics_addr: str | None = None
     log_format: str = "text"
@@ -385,6 +393,7 @@ FIELDS: dict[str, Field] = {
         Field("retries", _to_int, _render_plain, "retries of environment failures"),
         Field("patterns", _to_patterns, _render_patterns, "intent file globs", aliases=("pattern",)),
         Field("max_file_size", _to_size, _render_size, "largest intent file accepted"),
+        Field("intent_schema", _to_intent_schema, lambda v: v.spec, "builtin, go-compat or a JSON Schema file"),
         Field("cleanup_after", _to_duration, _render_duration, "age of filed intents to remove (0: never)"),
         Field("metrics_addr", _to_optional_str, _render_plain, "HOST:PORT of the metrics endpoint"),
         Field("log_format", _choice("text", "json"), _render_plain, "text or json"),

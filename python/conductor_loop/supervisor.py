@@ -247,6 +247,7 @@ class Supervisor:
             max_file_size=self.cfg.max_file_size,
             retries=self.cfg.retries,
             timeout=self.cfg.timeout,
+            intent_schema=self.cfg.intent_schema,
         )
 
     def prepare_dirs(self) -> None:

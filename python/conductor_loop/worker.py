@@ -14,6 +14,7 @@ from typing import Any
 
 from conductor_loop.executor import ExecRequest, Executor, load_executor
 from conductor_loop.filing import error_log_text, rfc3339, status_doc, write_status
+from conductor_loop.intent_schema import BUILTIN, IntentSchema
 from conductor_loop.names import FAILED, PROCESSED, STATUS
 from conductor_loop.validate import ValidationError, read_intent
 
@@ -33,6 +34,7 @@ class WorkerSettings:
     max_file_size: int
     retries: int
     timeout: float
+    intent_schema: IntentSchema = BUILTIN
 
 
 @dataclass(slots=True)
@@ -98,7 +100,7 @@ class IntentProcessor:
         if st is not None:
             res.stat_key = (st.st_ino, st.st_size, st.st_mtime_ns)
         try:
-            sha, size, _content, intent = read_intent(path, self.settings.max_file_size)
+            sha, size, _content, intent = read_intent(path, self.settings.max_file_size, self.settings.intent_schema)
         except FileNotFoundError:
             res.message = "vanished before it was read"
             return res
