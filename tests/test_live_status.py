@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from conductor_loop.commands import status_report
-from conductor_loop.live_status import RateTracker, Sampler, plain_line
+from conductor_loop.live_status import RateTracker, Sampler, json_line, plain_line
 from conftest import write_intent
 from loopproc import LoopProcess, wait_for
 
@@ -90,6 +91,8 @@ def test_sampler_without_any_live_figures() -> None:
     s = sampler.sample()
     assert s.stale and s.live is None and s.age is None
     assert "no live figures" in plain_line(s) and plain_line(s).endswith("STALE")
+    doc = json.loads(json_line(s))
+    assert doc["stale"] is True and doc["rates"] is None and doc["age_seconds"] is None and doc["handoff"] == "/h"
 
 
 def test_bad_interval_is_a_usage_error(handoff: Path) -> None:
