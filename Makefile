@@ -8,7 +8,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 PYTEST_ARGS ?=
 BENCH_PATHS ?= benches
 
-.PHONY: install venv test cargo-test pytest lint fmt bench wheel demo clean
+.PHONY: install venv test cargo-test pytest lint fmt bench wheel sdist demo clean
 
 $(VENV)/.deps: requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,9 +46,13 @@ bench: install
 	$(PY) -m pytest $(BENCH_PATHS) -p no:cacheprovider --benchmark-json=bench-report.json -q -s $(PYTEST_ARGS)
 	$(PY) benches/report.py bench-report.json
 
-## wheel: abi3 manylinux wheel into dist/
+## wheel: abi3 manylinux2014 (glibc >= 2.17) x86_64 wheel into dist/, linked with zig (ziglang from the venv)
 wheel: venv
-	$(VENV)/bin/maturin build --release -q -o dist
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release -q --zig --compatibility manylinux2014 -o dist
+
+## sdist: source distribution into dist/ (pip builds it where a Rust toolchain is installed)
+sdist: venv
+	$(VENV)/bin/maturin sdist -o dist
 
 ## demo: a demo handoff directory processed once with the built-in porch
 demo: install

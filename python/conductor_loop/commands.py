@@ -27,6 +27,7 @@ from typing import Any
 import click
 
 from conductor_loop import _core
+from conductor_loop.live_status import INTERVAL, watch_status
 from conductor_loop.names import (
     ERROR_LOG_SUFFIX,
     FAILED,
@@ -389,6 +390,7 @@ STATUS_HELP = """Show counts, the running loop's queue and workers, recent failu
 Examples:
   conductor-loop status --handoff /var/lib/conductor/handoff
   conductor-loop status --json --failures 20 | jq .live
+  conductor-loop status --watch --interval 500ms
 """
 
 RETRY_HELP = """Move failed intents from failed/ back into the handoff so they are processed again.
@@ -451,9 +453,15 @@ _config_option = click.option("--config", metavar="FILE", help="TOML configurati
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--failures", "n_failures", default=5, show_default=True, type=click.IntRange(min=0),
               metavar="N", help="How many recent failures to show.")
-def status_cmd(handoff: str | None, config: str | None, as_json: bool, n_failures: int) -> None:
+@click.option("--watch", is_flag=True, help="Redraw the live figures every --interval until q or Ctrl-C "
+              "(one line per interval without a terminal).")
+@click.option("--interval", default="1s", show_default=True, type=INTERVAL, help="Redraw interval of --watch.")
+def status_cmd(handoff: str | None, config: str | None, as_json: bool, n_failures: int, watch: bool,
+               interval: float) -> None:
     """``conductor-loop status``."""
     path, patterns = _handoff(handoff, config)
+    if watch:
+        sys.exit(watch_status(lambda: status_report(path, patterns, n_failures), interval, as_json))
     rep = status_report(path, patterns, n_failures)
     if as_json:
         click.echo(json.dumps(rep, sort_keys=True))
