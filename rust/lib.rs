@@ -8,6 +8,7 @@ pub mod error;
 pub mod fsops;
 pub mod glob;
 pub mod hash;
+pub mod spawn;
 pub mod watcher;
 
 use std::ffi::OsString;
@@ -121,11 +122,18 @@ fn move_noclobber(
         .map_err(to_pyerr)
 }
 
-/// Write ``data`` atomically to ``path`` (temp file, fsync, rename, fsync directory).
+/// Write ``data`` atomically to ``path`` (temp file, fsync, rename, fsync directory); the file is
+/// created with ``mode`` (less the umask).
 #[pyfunction]
-#[pyo3(signature = (path, data, fsync=true))]
-fn write_atomic(py: Python<'_>, path: PathBuf, data: &[u8], fsync: bool) -> PyResult<()> {
-    py.detach(|| fsops::write_atomic(&path, data, fsync))
+#[pyo3(signature = (path, data, fsync=true, mode=0o666))]
+fn write_atomic(
+    py: Python<'_>,
+    path: PathBuf,
+    data: &[u8],
+    fsync: bool,
+    mode: u32,
+) -> PyResult<()> {
+    py.detach(|| fsops::write_atomic(&path, data, fsync, mode))
         .map_err(to_pyerr)
 }
 
@@ -307,6 +315,31 @@ impl PyWatcher {
     }
 }
 
+/// Start porch in its own session with only stdin (``/dev/null``), stdout and stderr inherited,
+/// default signal dispositions, and ``PR_SET_PDEATHSIG`` = SIGKILL; returns its pid.
+#[pyfunction]
+fn spawn_porch(
+    py: Python<'_>,
+    program: PathBuf,
+    argv: Vec<OsString>,
+    env: std::collections::HashMap<OsString, OsString>,
+    stdout: i32,
+    stderr: i32,
+) -> PyResult<u32> {
+    if argv.is_empty() {
+        return Err(PyValueError::new_err("argv must not be empty"));
+    }
+    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
+    let spec = spawn::SpawnSpec {
+        program: &program,
+        argv: &argv,
+        env: &env,
+        stdout,
+        stderr,
+    };
+    py.detach(|| spawn::spawn(&spec)).map_err(to_pyerr)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -321,6 +354,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rename_exchange, m)?)?;
     m.add_function(wrap_pyfunction!(syncfs, m)?)?;
     m.add_function(wrap_pyfunction!(fsync_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(spawn_porch, m)?)?;
     m.add_class::<PyBatch>()?;
     m.add_class::<PyWatcher>()?;
     m.add("MOVE_TEMP_MARKER", fsops::MOVE_TEMP_MARKER)?;

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -472,11 +473,33 @@ def _env_layer(env: Mapping[str, str]) -> _Layer:
     return layer
 
 
+#: A configuration file larger than this is refused (it is a handful of keys).
+CONFIG_MAX_BYTES = 1024 * 1024
+
+
+def _read_regular(path: str, where: str) -> bytes:
+    """The bytes of a regular file, opened without blocking: a FIFO or device put in the config file's
+    place (e.g. before a SIGHUP) is refused, never waited on. Symlinks are followed (Kubernetes mounts
+    ConfigMaps through them)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{where}: not a regular file")
+        if st.st_size > CONFIG_MAX_BYTES:
+            raise ConfigError(f"{where}: larger than {CONFIG_MAX_BYTES} bytes")
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _file_layer(path: str) -> _Layer:
     where = f"config file {path}"
     try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
+        doc = tomllib.loads(_read_regular(path, where).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{where}: not found") from None
     except OSError as exc:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import select
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -26,8 +28,28 @@ from conductor_loop.worker import FAILED_OUTCOME, RETRY, IntentProcessor, Worker
 
 #: Heartbeat slots (one per concurrently live worker).
 MAX_SLOTS = 256
+_GONE = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 #: Sent by the supervisor to make a worker stop now (it kills porch's process group on the way out).
 ABORT_SIGNAL = signal.SIGUSR1
+
+
+def _abort_when_orphaned(fd: int) -> None:
+    """Abort this worker when the supervisor's end of its pipe closes: the supervisor died.
+
+    A worker's parent is the forkserver, which outlives the supervisor while any worker lives, so
+    ``PR_SET_PDEATHSIG`` cannot tie a worker to the supervisor; its pipe can. Abort unwinds through the
+    executor, which kills porch's whole process group (and porch dies with its worker anyway:
+    :func:`conductor_loop._core.spawn_porch` sets its ``PR_SET_PDEATHSIG``).
+    """
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, select.POLLRDHUP)
+        while not any(ev & _GONE for _fd, ev in poller.poll()):
+            pass
+        os.kill(os.getpid(), ABORT_SIGNAL)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
 
 def _worker_main(slot: int, settings: WorkerSettings, conn: Connection, heartbeat: Any) -> None:
@@ -41,6 +63,7 @@ def _worker_main(slot: int, settings: WorkerSettings, conn: Connection, heartbea
         raise SystemExit(128 + signum)  # unwinds through the executor, which kills porch's group
 
     signal.signal(ABORT_SIGNAL, _abort)
+    _abort_when_orphaned(conn.fileno())
     processor = IntentProcessor(settings, slot + 1)
     while True:
         try:
