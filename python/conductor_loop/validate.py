@@ -45,6 +45,18 @@ __all__ = [
 MAX_DEPTH = 64
 """Deepest JSON nesting accepted (the top-level object is depth 1)."""
 
+REASON_MAX = 400
+"""Longest rejection reason kept (values quoted in it are cut shorter still)."""
+
+MAX_CONTAINERS = 10_000
+"""Most JSON objects and arrays in one intent (counted as ``{`` and ``[`` bytes, strings included)."""
+
+MAX_ITEMS = 100_000
+"""Most values in one intent (counted as ``,`` bytes, strings included)."""
+
+MAX_INT_DIGITS = 30
+"""Longest integer literal accepted; longer ones are no intent's business."""
+
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -57,6 +69,8 @@ class ValidationError(Exception):
     """
 
     def __init__(self, reason: str, *, sha256: str | None = None, size: int | None = None) -> None:
+        if len(reason) > REASON_MAX:  # a hostile intent must not fill logs, status files and error logs
+            reason = f"{reason[:REASON_MAX]}… (reason cut, {len(reason)} characters)"
         super().__init__(reason)
         self.reason = reason
         self.sha256 = sha256
@@ -87,7 +101,43 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constant)
+def _int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"not an intent: an integer with more than {MAX_INT_DIGITS} digits")
+    return int(literal)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constant, parse_int=_int)
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _deep_prefix(text: str) -> bool:
+    """True when the first 64 KiB of ``text`` already nest deeper than :data:`MAX_DEPTH` (strings skipped)."""
+    depth = 0
+    for m in _TOKEN.finditer(text, 0, 65536):
+        piece = m.group()  # a whole string (skipped) or one bracket
+        if piece in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif piece in ("]", "}"):
+            depth -= 1
+    return False
+
+
+def _too_big(text: str) -> str | None:
+    """Why ``text`` would cost too much memory to parse (a 10 MiB ``[{},{},…]`` is 500 MB of objects)."""
+    containers = text.count("{") + text.count("[")
+    if containers > MAX_CONTAINERS:
+        if _deep_prefix(text):
+            return f"JSON nested deeper than {MAX_DEPTH} levels"
+        return f"not an intent: too many JSON objects and arrays ({containers} brackets, at most {MAX_CONTAINERS})"
+    items = text.count(",")
+    if items > MAX_ITEMS:
+        return f"not an intent: too many JSON values ({items} commas, at most {MAX_ITEMS})"
+    return None
 
 
 def _too_deep(value: Any) -> bool:
@@ -121,7 +171,11 @@ def _lone_surrogate(value: Any) -> str | None:
 
 
 def _parse_json(text: str) -> dict[str, Any]:
-    """The safety rules on decoded text: JSON, an object, depth, no lone surrogates."""
+    """The safety rules on decoded text: bounded size of the parse, JSON, an object, depth, no lone
+    surrogates."""
+    too_big = _too_big(text)
+    if too_big is not None:
+        raise ValidationError(too_big)
     try:
         data = _DECODER.decode(text)
     except json.JSONDecodeError as exc:

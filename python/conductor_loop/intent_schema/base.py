@@ -42,16 +42,38 @@ class IntentSchema(Protocol):
 
 
 def json_path(parts: Iterable[str | int]) -> str:
-    """A JSONPath such as ``$.spec.ports[0]`` or ``$["odd key"]``; keys are JSON-escaped, never raw."""
+    """A JSONPath such as ``$.spec.ports[0]`` or ``$["odd key"]``; keys are JSON-escaped, never raw, and
+    a key longer than :data:`SHOWN_MAX` characters is cut."""
     out = ["$"]
     for part in parts:
         if isinstance(part, int):
             out.append(f"[{part}]")
-        elif _PLAIN_KEY.fullmatch(part):
-            out.append(f".{part}")
         else:
-            out.append(f"[{json.dumps(part)}]")
+            key = shown_key(part)
+            out.append(f"[{key}]" if key.startswith('"') else f".{key}")
     return "".join(out)
+
+
+def shown_key(key: str) -> str:
+    """An object key for a rejection reason: as is when plain, else JSON-escaped (so a newline or a
+    control character never reaches a log line raw), cut to :data:`SHOWN_MAX` characters."""
+    if _PLAIN_KEY.fullmatch(key) and len(key) <= SHOWN_MAX:
+        return key
+    text = json.dumps(key)
+    return f"{text[:SHOWN_MAX]}…" if len(text) > SHOWN_MAX else text
+
+
+#: Longest rendering of a value quoted in a rejection reason: intents are hostile input, and a
+#: 10,000-character value must not be echoed whole into logs, status files and error logs.
+SHOWN_MAX = 80
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a rejection reason, cut to :data:`SHOWN_MAX` characters with the length said."""
+    text = repr(value)
+    if len(text) <= SHOWN_MAX:
+        return text
+    return f"{text[:SHOWN_MAX]}… ({len(text)} characters)"
 
 
 def json_type(value: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import fastjsonschema
 
 from conductor_loop.intent import KUBERNETES, Intent, describe, style_of
-from conductor_loop.intent_schema.base import Rejected, json_type
+from conductor_loop.intent_schema.base import Rejected, json_type, shown, shown_key
 from conductor_loop.k8snames import LABEL_RULE, is_dns1123_label
 
 NAME = "builtin"
@@ -59,7 +59,7 @@ def _schema_reason(exc: Any) -> str:
 def _structure(data: dict[str, Any]) -> None:
     unknown = data.keys() - _PROPERTIES
     if unknown:
-        raise Rejected("unknown field(s): " + ", ".join(sorted(unknown)))
+        raise Rejected("unknown field(s): " + ", ".join(shown_key(k) for k in sorted(unknown)))
     missing = [key for key in _REQUIRED if key not in data]
     if missing:
         raise Rejected("missing required field(s): " + ", ".join(missing))
@@ -68,7 +68,7 @@ def _structure(data: dict[str, Any]) -> None:
     except fastjsonschema.JsonSchemaValueException as exc:
         raise Rejected(_schema_reason(exc)) from None
     problems = [
-        f"{key}: {data[key]!r} is not a DNS-1123 name ({LABEL_RULE})"
+        f"{key}: {shown(data[key])} is not a DNS-1123 name ({LABEL_RULE})"
         for key in ("target", "namespace")
         if not is_dns1123_label(data[key])
     ]

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from conductor_loop.intent_schema import rules
-from conductor_loop.intent_schema.base import json_type
+from conductor_loop.intent_schema.base import json_type, shown
 from conductor_loop.k8snames import (
     SUBDOMAIN_RULE,
     is_dns1123_subdomain,
@@ -45,7 +45,7 @@ def _api_version(data: dict[str, Any]) -> None:
         group, slash, version = value.rpartition("/")
         if _VERSION.fullmatch(version) and (not slash or is_dns1123_subdomain(group)):
             return
-    got = repr(value) if isinstance(value, str) else json_type(value)
+    got = shown(value) if isinstance(value, str) else json_type(value)
     raise rules.fail(["apiVersion"], f"must look like group/v1 or v1, got {got}")
 
 
@@ -58,7 +58,7 @@ def _metadata(data: dict[str, Any]) -> None:
             continue
         value = metadata[key]
         if not isinstance(value, str) or not is_dns1123_subdomain(value):
-            got = repr(value) if isinstance(value, str) else json_type(value)
+            got = shown(value) if isinstance(value, str) else json_type(value)
             raise rules.fail(["metadata", key], f"must be a DNS-1123 subdomain ({SUBDOMAIN_RULE}), got {got}")
     labels = rules.optional(metadata, "labels", dict, ["metadata"])
     for key, value in (labels or {}).items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conductor_loop.intent_schema.base import Rejected, json_path, json_type
+from conductor_loop.intent_schema.base import Rejected, json_path, json_type, shown
 
 NAME = "go-compat"
 MIN_REPLICAS, MAX_REPLICAS = 1, 100
@@ -38,7 +38,7 @@ def replicas(data: dict[str, Any], path: Path, *, required: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise fail([*path, "replicas"], f"must be a number, got {json_type(value)}")
     if not MIN_REPLICAS <= value <= MAX_REPLICAS:
-        raise fail([*path, "replicas"], f"must be from {MIN_REPLICAS} to {MAX_REPLICAS}, got {value!r}")
+        raise fail([*path, "replicas"], f"must be from {MIN_REPLICAS} to {MAX_REPLICAS}, got {shown(value)}")
 
 
 def choice(data: dict[str, Any], key: str, allowed: tuple[str, ...], path: Path) -> None:
@@ -46,7 +46,10 @@ def choice(data: dict[str, Any], key: str, allowed: tuple[str, ...], path: Path)
     value = data.get(key)
     if isinstance(value, str) and value in allowed:
         return
-    got = "missing" if key not in data else f"got {value!r}" if isinstance(value, str) else f"got {json_type(value)}"
+    if key not in data:
+        got = "missing"
+    else:
+        got = f"got {shown(value)}" if isinstance(value, str) else f"got {json_type(value)}"
     raise fail([*path, key], f"must be one of {', '.join(allowed)} ({got})")
 
 
