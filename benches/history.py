@@ -96,6 +96,11 @@ def machine_facts(bench_dir: Path = baselines.BENCH_TMP) -> dict[str, Any]:
     }
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages now: how busy the machine was around a run (not part of the kind)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def machine_kind(facts: dict[str, Any]) -> str:
     """The key runs are compared under: CPU model, core count and filesystem type (not kernel or Python)."""
     return f"{facts['cpu_model']} x{facts['cores']} on {facts['fs_type']}"
@@ -125,15 +130,17 @@ def _num(x: float) -> float | str:
 
 
 def run_record(
-    figs: Iterable[Figure], facts: dict[str, Any], commit: str, dirty: bool, date: dt.datetime
+    figs: Iterable[Figure], facts: dict[str, Any], commit: str, dirty: bool, date: dt.datetime,
+    load: list[float] | None = None,
 ) -> dict[str, Any]:
-    """One history line (as a dict) for a run's figures."""
+    """One history line (as a dict) for a run's figures; ``load``: :func:`load_average` after the run."""
     return {
         "commit": commit,
         "dirty": dirty,
         "date": date.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "kind": machine_kind(facts),
         "machine": facts,
+        "load": load,
         "figures": {
             f.name: {
                 "ratio": _num(f.ratio),
@@ -293,7 +300,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         print(f"{args.report}: no figures, nothing recorded", file=sys.stderr)
         return 2
     commit, dirty = git_commit()
-    record = run_record(figs, machine_facts(), commit, dirty, dt.datetime.now(dt.timezone.utc))
+    record = run_record(figs, machine_facts(), commit, dirty, dt.datetime.now(dt.timezone.utc), load_average())
     append(args.history, record)
     print(f"recorded {len(figs)} figures of {commit[:10]}{'+dirty' if dirty else ''} "
           f"({record['kind']}) in {args.history}")
@@ -310,7 +317,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     verdicts = compare(figs, load(args.history), kind, args.tolerance, args.last)
     print("\n".join(check_lines(verdicts, args.tolerance)))
     bad = [v for v in verdicts if v.regressed]
-    what = f"the best of the last {args.last} runs on {kind}"
+    busy = load_average()[1]
+    what = f"the best of the last {args.last} runs on {kind} (5-minute load average now {busy:g})"
     if bad:
         print(f"bench-check: {len(bad)} figure(s) regressed by more than {args.tolerance:.0%} against {what}")
         return 1

@@ -182,6 +182,7 @@ def test_record_appends_one_line_with_commit_date_machine_and_figures(tmp_path: 
     assert len(d["commit"]) == 40 and isinstance(d["dirty"], bool)
     assert dt.datetime.strptime(d["date"], "%Y-%m-%dT%H:%M:%SZ")
     assert set(d["machine"]) == {"cpu_model", "cores", "fs_type", "kernel", "python"}
+    assert len(d["load"]) == 3
     assert d["kind"] == history.machine_kind(history.machine_facts())
     f = d["figures"][THROUGHPUT]
     assert (f["value"], f["baseline"], f["unit"]) == (900.0, 1000.0, "intents/s")
