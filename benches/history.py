@@ -256,8 +256,8 @@ def compare(figs: Iterable[Figure], runs: list[Run], kind: str,
 
 
 def fmt_ratio(x: float) -> str:
-    """A ratio as printed: ``0.89x``, ``infx`` for an infinite one."""
-    return f"{x:.2f}x"
+    """A ratio as printed: ``0.89x``, ``inf`` for an infinite one (e.g. no intent lost)."""
+    return f"{x:.2f}x" if math.isfinite(x) else "inf"
 
 
 def fmt_pct(c: float) -> str:

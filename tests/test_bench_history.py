@@ -143,7 +143,7 @@ def test_a_latency_getting_worse_is_a_drop(tmp_path: Path) -> None:
 def test_intents_lost_after_none_lost_is_a_drop(tmp_path: Path) -> None:
     r = check(tmp_path, [("a" * 40, [lost(0)]), ("b" * 40, [lost(0)])], [lost(3)])
     assert r.returncode == 1, r.stdout + r.stderr
-    assert LOST in lines(r.stdout, "REGRESSED")[0]
+    assert f"{LOST}: 0.00x, best recent inf at bbbbbbbbbb" in lines(r.stdout, "REGRESSED")[0]
     line = (tmp_path / "history.jsonl").read_text().splitlines()[0]
     json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert history.load(tmp_path / "history.jsonl")[0].ratio(LOST) == math.inf
