@@ -7,8 +7,10 @@ export PYO3_PYTHON := $(abspath $(PY))
 export VIRTUAL_ENV := $(abspath $(VENV))
 PYTEST_ARGS ?=
 BENCH_PATHS ?= benches
+BENCH_TOLERANCE ?= 0.15
+BENCH_RUN = $(PY) -m pytest $(BENCH_PATHS) -p no:cacheprovider --benchmark-json=bench-report.json -q -s $(PYTEST_ARGS)
 
-.PHONY: install venv test cargo-test pytest lint fmt bench wheel demo clean
+.PHONY: install venv test cargo-test pytest lint fmt bench bench-check bench-plot wheel sdist demo clean
 
 $(VENV)/.deps: requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,14 +43,29 @@ fmt: venv
 	cargo fmt
 	$(VENV)/bin/ruff check --fix python tests benches
 
-## bench: benchmarks, each printed beside its baseline measured in the same run (BENCH_PATHS=benches/bench_once.py for one file)
+## bench: benchmarks, each printed beside its baseline measured in the same run (BENCH_PATHS=benches/bench_once.py for one file) and its change against the history; appends the run to benches/history.jsonl
 bench: install
-	$(PY) -m pytest $(BENCH_PATHS) -p no:cacheprovider --benchmark-json=bench-report.json -q -s $(PYTEST_ARGS)
+	$(BENCH_RUN)
 	$(PY) benches/report.py bench-report.json
+	$(PY) benches/history.py record bench-report.json
 
-## wheel: abi3 manylinux wheel into dist/
+## bench-check: benchmarks, then fail if a ratio dropped more than BENCH_TOLERANCE (0.15) below its best of the last 10 runs on this machine kind; appends nothing
+bench-check: install
+	$(BENCH_RUN)
+	$(PY) benches/report.py bench-report.json
+	$(PY) benches/history.py check bench-report.json --tolerance $(BENCH_TOLERANCE)
+
+## bench-plot: each ratio of benches/history.jsonl across commits, one subplot per figure, in bench-history.png
+bench-plot: venv
+	$(PY) benches/plot_history.py --out bench-history.png
+
+## wheel: abi3 manylinux2014 (glibc >= 2.17) x86_64 wheel into dist/, linked with zig (ziglang from the venv)
 wheel: venv
-	$(VENV)/bin/maturin build --release -q -o dist
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release -q --zig --compatibility manylinux2014 -o dist
+
+## sdist: source distribution into dist/ (pip builds it where a Rust toolchain is installed)
+sdist: venv
+	$(VENV)/bin/maturin sdist -o dist
 
 ## demo: a demo handoff directory processed once with the built-in porch
 demo: install
@@ -59,4 +76,4 @@ demo: install
 	  test $$rc -eq 0 -o $$rc -eq 8
 
 clean:
-	rm -rf target dist demo $(VENV) .pytest_cache .mypy_cache .ruff_cache bench-report.json
+	rm -rf target dist demo $(VENV) .pytest_cache .mypy_cache .ruff_cache bench-report.json bench-history.png

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import baselines  # benches/ is on sys.path (pytest prepends a test file's directory)
 from conductor_loop import _core
 
 BestOf = Callable[[int, Callable[[], object]], float]
@@ -23,26 +24,33 @@ SMALL_FILES = 20_000
 
 
 @pytest.fixture(scope="session")
-def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """1 GiB of random data (a 16 MiB random block written 64 times: real blocks, not sparse)."""
-    p = tmp_path_factory.mktemp("bench-big") / "big.bin"
+def big_file() -> Iterator[Path]:
+    """1 GiB of random data (a 16 MiB random block written 64 times: real blocks, not sparse).
+
+    In the benchmarks' scratch space (``baselines.scratch_dir``), whose filesystem is part of the machine
+    kind the history compares runs under (``history.py``); removed at the end of the session.
+    """
+    d = baselines.scratch_dir("core-big-")
+    p = d / "big.bin"
     block = os.urandom(16 * 1024 * 1024)
     with open(p, "wb") as f:
         for _ in range(GIB // len(block)):
             f.write(block)
-    return p
+    yield p
+    baselines.remove_tree(d)
 
 
 @pytest.fixture(scope="session")
-def small_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """20,000 files of about 1 KiB each."""
-    d = tmp_path_factory.mktemp("bench-small")
+def small_files() -> Iterator[list[str]]:
+    """20,000 files of about 1 KiB each, in the benchmarks' scratch space (removed at the end)."""
+    d = baselines.scratch_dir("core-small-")
     paths = []
     for i in range(SMALL_FILES):
         p = d / f"intent-{i:05d}.json"
         p.write_bytes(os.urandom(1000 + i % 48))
         paths.append(str(p))
-    return paths
+    yield paths
+    baselines.remove_tree(d)
 
 
 def hashlib_file(path: Path) -> str:

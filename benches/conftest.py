@@ -2,7 +2,7 @@
 
 Every figure a benchmark reports goes through :func:`record_figure`, which stores it in
 ``benchmark.extra_info`` under fixed keys; ``benches/report.py bench-report.json`` turns those into
-one table (figure | value | baseline | ratio | target | met)::
+one table (figure | value | baseline | ratio | target | met | vs history)::
 
     def test_bench_x(benchmark, record_figure, best_of):
         benchmark.pedantic(fast_thing, rounds=3, iterations=1)
@@ -12,8 +12,9 @@ one table (figure | value | baseline | ratio | target | met)::
                       target_ratio=2.0)
 
 For time-like figures (lower is better) pass ``higher_is_better=False``; the ratio is then
-``baseline / value``. Bench files are named ``bench_*.py``; this conftest makes pytest collect them.
-Bench files use the fixtures only (no ``import conftest``: ``tests/`` has a conftest too).
+``baseline / value`` (``figures.py`` owns the ratio and reads the figures back). Bench files are named
+``bench_*.py``; this conftest makes pytest collect them. Bench files use the fixtures only (no
+``import conftest``: ``tests/`` has a conftest too).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+
+from figures import ratio_of  # benches/ is on sys.path (pytest prepends a conftest's directory)
 
 EXTRA_KEYS = (
     "figure",
@@ -60,13 +63,6 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Mod
             return None  # named on the command line: pytest collects it itself
         return pytest.Module.from_parent(parent, path=file_path)
     return None
-
-
-def ratio_of(value: float, baseline_value: float, higher_is_better: bool = True) -> float:
-    """How many times better than the baseline ``value`` is (≥ 1 means at least as good)."""
-    if higher_is_better:
-        return value / baseline_value if baseline_value else float("inf")
-    return baseline_value / value if value else float("inf")
 
 
 def _best_of(rounds: int, fn: Callable[[], object]) -> float:

@@ -355,7 +355,7 @@ fn copy_move(
 
 /// Write `data` to a hidden temp file beside `path`, fsync it (if `fsync`), rename it over
 /// `path`, fsync the directory (if `fsync`). The temp file is removed on any error.
-pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
+pub fn write_atomic(path: &Path, data: &[u8], fsync: bool, mode: u32) -> Result<()> {
     let (parent, name) = split_path(path)?;
     check_name(name.as_bytes(), path)?;
     let dir = open_dir(&parent)?;
@@ -364,7 +364,7 @@ pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
         &parent,
         name.as_bytes(),
         ATOMIC_TEMP_MARKER,
-        0o666,
+        mode,
     )?;
     let tmp_path = join_bytes(&parent, &guard.name);
     loop {
@@ -564,20 +564,20 @@ mod tests {
     fn atomic_write_and_errors() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("status.json");
-        write_atomic(&p, b"one", true).unwrap();
-        write_atomic(&p, b"two", false).unwrap();
+        write_atomic(&p, b"one", true, 0o666).unwrap();
+        write_atomic(&p, b"two", false, 0o666).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
-        let e = write_atomic(&d.path().join("nodir/x"), b"", true).unwrap_err();
+        let e = write_atomic(&d.path().join("nodir/x"), b"", true, 0o666).unwrap_err();
         assert_eq!(e.errno, libc::ENOENT);
         // renaming a file over a directory fails: temp must be removed
         let sub = d.path().join("sub");
         fs::create_dir(&sub).unwrap();
         fs::write(sub.join("keep"), b"k").unwrap();
-        let e = write_atomic(&sub, b"x", true).unwrap_err();
+        let e = write_atomic(&sub, b"x", true, 0o666).unwrap_err();
         assert_eq!(e.errno, libc::EISDIR);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
-        assert!(write_atomic(Path::new("/"), b"", true).is_err());
+        assert!(write_atomic(Path::new("/"), b"", true, 0o666).is_err());
     }
 
     #[test]

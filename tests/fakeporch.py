@@ -6,7 +6,8 @@ and ``CONDUCTOR_*`` through to porch):
 
 ``CONDUCTOR_FAKEPORCH_LOG=FILE``
     append one JSON line per call: ``{"argv", "env" (the whole environment porch got), "pid", "pgid",
-    "sid", "time", "cwd", "stdin" (what fd 0 points at)}``.
+    "sid", "time", "cwd", "stdin" (what fd 0 points at), "fds" (its open descriptors, the one listing
+    /proc/self/fd included), "sig" (SigIgn and SigBlk masks from /proc/self/status)}``.
 ``CONDUCTOR_FAKEPORCH_MODE`` (default ``ok``)
     ``ok``       write ``<out>/<basename of intent>.out`` (the intent's bytes) and exit 0;
     ``fail``     print ``fakeporch: failing as asked`` to stderr and exit 3;
@@ -89,6 +90,8 @@ def _log(argv: list[str]) -> None:
             "time": time.time(),
             "cwd": os.getcwd(),
             "stdin": os.readlink("/proc/self/fd/0"),
+            "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),
+            "sig": _signal_masks(),
         }
     )
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -96,6 +99,17 @@ def _log(argv: list[str]) -> None:
         os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)
+
+
+def _signal_masks() -> dict[str, str]:
+    """SigIgn, SigBlk and SigCgt of this process, from /proc (hex masks)."""
+    masks = {}
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("SigIgn", "SigBlk"):
+                masks[key] = value.strip()
+    return masks
 
 
 def _record_pid(pid: int) -> None:

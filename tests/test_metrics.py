@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conductor_loop.metrics import Health, Metrics
 from conductor_loop.metricserver import MetricsServer, parse_addr
+from needs import need_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -572,9 +573,7 @@ tests:
 
 @pytest.mark.timeout(60)
 def test_alert_rules_promtool(tmp_path: Path) -> None:
-    tool = shutil.which("promtool")
-    if tool is None:
-        pytest.skip("promtool not installed")
+    tool = need_tool("promtool", "apt-get install prometheus; .ci/run installs it")
     rules = DOCS / "alerts.yml"
     proc = subprocess.run([tool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=50)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -29,11 +29,13 @@ to the minimum.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from conductor_loop.intent_schema import BUILTIN, IntentSchema, load_schema
 from conductor_loop.units import (
     MiB,
     choice,
@@ -102,11 +104,14 @@ class RunConfig:
     retries: int = 2
     patterns: tuple[str, ...] = ("intent-*.json",)
     max_file_size: int = 10 * MiB
+    intent_schema: IntentSchema = BUILTIN
     cleanup_after: float = 7 * 86400.0
     metrics_addr: str | None = None
     log_format: str = "text"
     log_level: str = "info"
     dry_run: bool = False
+    watch: str = "auto"
+    poll_interval: float = 1.0
     config: str | None = None
 
 
@@ -129,6 +134,11 @@ class Field:
     def env_names(self) -> tuple[str, ...]:
         """Every environment variable name that sets this option."""
         return (self.env, *(ENV_PREFIX + a.upper() for a in self.aliases))
+
+
+def _to_intent_schema(value: Any) -> IntentSchema:
+    """``builtin``, ``go-compat`` or a JSON Schema file, loaded and checked now (``ValueError`` if unusable)."""
+    return load_schema(to_str(value))
 
 
 def _render_plain(value: Any) -> str:
@@ -169,6 +179,7 @@ FIELDS: dict[str, Field] = {
         Field("retries", to_int, _render_plain, "retries of environment failures"),
         Field("patterns", to_patterns, _render_patterns, "intent file globs", aliases=("pattern",)),
         Field("max_file_size", to_size, _render_size, "largest intent file accepted"),
+        Field("intent_schema", _to_intent_schema, lambda v: v.spec, "builtin, go-compat or a JSON Schema file"),
         Field("cleanup_after", to_duration, _render_duration, "age of filed intents to remove (0: never)"),
         Field("metrics_addr", to_optional_str, _render_plain, "HOST:PORT of the metrics endpoint"),
         Field("log_format", choice("text", "json"), _render_plain, "text or json"),
@@ -179,6 +190,8 @@ FIELDS: dict[str, Field] = {
             "debug, info, warning, error or critical",
         ),
         Field("dry_run", parse_bool, _render_plain, "list what would run, change nothing"),
+        Field("watch", choice("auto", "inotify", "poll"), _render_plain, "auto, inotify or poll"),
+        Field("poll_interval", to_duration, _render_duration, "how often poll mode lists the handoff"),
         Field("config", to_optional_str, _render_plain, "TOML config file"),
     )
 }
@@ -245,11 +258,33 @@ def _env_layer(env: Mapping[str, str]) -> _Layer:
     return layer
 
 
+#: A configuration file larger than this is refused (it is a handful of keys).
+CONFIG_MAX_BYTES = 1024 * 1024
+
+
+def _read_regular(path: str, where: str) -> bytes:
+    """The bytes of a regular file, opened without blocking: a FIFO or device put in the config file's
+    place (e.g. before a SIGHUP) is refused, never waited on. Symlinks are followed (Kubernetes mounts
+    ConfigMaps through them)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{where}: not a regular file")
+        if st.st_size > CONFIG_MAX_BYTES:
+            raise ConfigError(f"{where}: larger than {CONFIG_MAX_BYTES} bytes")
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _file_layer(path: str) -> _Layer:
     where = f"config file {path}"
     try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
+        doc = tomllib.loads(_read_regular(path, where).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{where}: not found") from None
     except OSError as exc:
@@ -324,6 +359,8 @@ def _validate(cfg: RunConfig, sources: Mapping[str, str]) -> None:
         raise fail("timeout", "must be greater than 0")
     if cfg.max_file_size <= 0:
         raise fail("max_file_size", "must be greater than 0")
+    if not 0.01 <= cfg.poll_interval <= 3600:
+        raise fail("poll_interval", "must be between 10ms and 1h")
     for name in ("handoff", "out", "porch"):
         if not getattr(cfg, name).strip():
             raise fail(name, "must not be empty")

@@ -75,12 +75,15 @@ class BuiltinExecutor:
         return remove_stale_temps(out_dir, older_than=older_than)
 
     def execute(self, req: ExecRequest) -> ExecResult:
-        """Generate the package; ``OSError`` from the environment becomes a retryable failure."""
-        from conductor_loop.porch import generate_package
+        """Generate the package; ``OSError`` from the environment becomes a retryable failure, an intent
+        the built-in porch does not make packages for a final one."""
+        from conductor_loop.porch import NotBuildable, generate_package
 
         start = time.monotonic()
         try:
             out = generate_package(req.intent, req.out_dir, structured=req.structured)
+        except NotBuildable as exc:  # not a scaling intent, or no usable namespace/target: final
+            return failure(str(exc), start, retryable=False)
         except OSError as exc:
             where = exc.filename or req.out_dir
             return failure(

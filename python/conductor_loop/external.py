@@ -12,6 +12,7 @@ import signal
 import time
 from typing import Any
 
+from conductor_loop import _core
 from conductor_loop.execapi import ExecRequest, ExecResult, failure, ms_since
 
 TAIL_BYTES = 64 * 1024
@@ -165,8 +166,10 @@ class _Run:
 class ExternalExecutor:
     """Runs an external porch binary: ``[porch, "-intent", F, "-out", D] (+ ["-structured"])``.
 
-    The child gets its own session and process group, stdin from ``/dev/null``, a clean environment
-    (``PATH``, ``HOME``, ``LANG``, ``CONDUCTOR_*``, plus ``CONDUCTOR_INTENT_SHA256``,
+    The child (started by the Rust core, :func:`conductor_loop._core.spawn_porch`) gets its own session
+    and process group, stdin from ``/dev/null``, stdout and stderr to pipes and no other descriptor,
+    default signal dispositions, ``PR_SET_PDEATHSIG`` = SIGKILL (it dies with its worker), and a clean
+    environment (``PATH``, ``HOME``, ``LANG``, ``CONDUCTOR_*``, plus ``CONDUCTOR_INTENT_SHA256``,
     ``CONDUCTOR_ATTEMPT`` and ``CONDUCTOR_CORRELATION_ID``). On timeout the whole group gets SIGTERM,
     then SIGKILL after :data:`KILL_GRACE` seconds. When the call returns, the child is reaped and every
     process left in its group has been sent SIGKILL.
@@ -226,19 +229,7 @@ class ExternalExecutor:
             os.close(w_out)
             return failure(f"could not start porch: {exc.strerror or exc}", start, retryable=True)
         try:
-            pid = os.posix_spawn(
-                self.porch_path,
-                self.argv(req),
-                self.env(req),
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, w_out, 1),
-                    (os.POSIX_SPAWN_DUP2, w_err, 2),
-                ],
-                setsid=True,
-                setsigmask=(),
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGHUP),
-            )
+            pid = _core.spawn_porch(self.porch_path, self.argv(req), self.env(req), w_out, w_err)
         except (OSError, ValueError) as exc:
             for fd in (r_out, r_err):
                 os.close(fd)

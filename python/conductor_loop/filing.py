@@ -17,6 +17,8 @@ from conductor_loop.layout import error_log_name, status_name
 from conductor_loop.records import WorkerSettings, WorkResult
 
 PROCESSED_BY = "conductor-loop"
+#: Status files and error logs are readable by the loop's group only, whatever the umask (docs/SECURITY.md).
+FILE_MODE = 0o640
 
 
 def status_doc(
@@ -61,14 +63,14 @@ def status_doc(
 def write_status(status_dir: str, doc: dict[str, Any], *, fsync: bool = False) -> str:
     """Write ``doc`` atomically as ``status_dir/<intent_file>.status``; returns the path."""
     path = os.path.join(status_dir, status_name(str(doc["intent_file"])))
-    _core.write_atomic(path, json.dumps(doc, indent=2).encode() + b"\n", fsync)
+    _core.write_atomic(path, json.dumps(doc, indent=2).encode() + b"\n", fsync, FILE_MODE)
     return path
 
 
 def write_error_log(failed_dir: str, filed_name: str, text: str, *, fsync: bool = False) -> str:
     """Write the error log of a failed intent filed as ``failed_dir/filed_name``; returns its path."""
     path = os.path.join(failed_dir, error_log_name(filed_name))
-    _core.write_atomic(path, text.encode("utf-8", "replace"), fsync)
+    _core.write_atomic(path, text.encode("utf-8", "replace"), fsync, FILE_MODE)
     return path
 
 

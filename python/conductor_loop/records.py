@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from conductor_loop.intent_schema import BUILTIN, IntentSchema
+
 
 class FatalError(Exception):
     """The loop cannot run at all (``run`` exits 1)."""
@@ -101,6 +103,7 @@ class WorkerSettings:
     max_file_size: int
     retries: int
     timeout: float
+    intent_schema: IntentSchema = BUILTIN
 
     @property
     def policy(self) -> RetryPolicy:

@@ -56,7 +56,7 @@ from conductor_loop.telemetry import (
     Telemetry,
     WatchNews,
 )
-from conductor_loop.watch import WatchSource
+from conductor_loop.watch import WatchSource, choose_backend
 from conductor_loop.worker import worker_main
 from conductor_loop.workqueue import WorkQueue
 
@@ -124,7 +124,9 @@ class Supervisor:
 
     def _settings(self) -> WorkerSettings:
         c = self.cfg
-        return WorkerSettings(self.layout.root, self.out, c.porch, c.mode, c.max_file_size, c.retries, c.timeout)
+        return WorkerSettings(
+            self.layout.root, self.out, c.porch, c.mode, c.max_file_size, c.retries, c.timeout, c.intent_schema
+        )
 
     # ------------------------------------------------------------------------ open → close --
     def run(self) -> RunSummary:
@@ -147,7 +149,8 @@ class Supervisor:
             self.telemetry.emit(note)
         self.feed.state = self.state
         self.telemetry.emit(Phase("reconciling"))
-        self.watch = self.feed.watch = WatchSource(self.layout, self._debounce_ms())
+        backend, why = choose_backend(self.layout.root, self.cfg.watch)
+        self.watch = self.feed.watch = WatchSource(self.layout, self._debounce_ms(), backend, self.cfg.poll_interval)
         self.telemetry.emit(WatchNews(alive=True, reason="watching"))
         self.pool = Pool(self._settings(), worker_main, start_method=self.start_method)
         self.staff = Staff(self.pool, self.telemetry, worker_bounds(self.cfg))
@@ -157,7 +160,8 @@ class Supervisor:
         self.results = Results(self.queue, self.recorder, self.feed, self.telemetry, self._status_basis)
         self.staff.start(backlog, self.cfg.once)
         self.telemetry.note("loop.start", handoff=self.layout.root, mode=self.cfg.mode, porch=self.cfg.porch,
-                            workers=self.pool.size, backlog=backlog, once=self.cfg.once)
+                            workers=self.pool.size, backlog=backlog, once=self.cfg.once, watch=self.watch.backend,
+                            watch_reason=why)
         self.telemetry.emit(Phase("running"))
         self.telemetry.emit(HandoffChecked(True))
 

@@ -1,6 +1,7 @@
 """Intent validation: bytes → :class:`Intent` or :class:`ValidationError` (README, "What it does").
 
-The checks run in this order and the first failure wins, so the reason is always one clear line:
+The checks run in this order and the first failure wins, so the reason is always one clear line. The
+first five are the loop's safety rules and apply whatever ``--intent-schema`` says:
 
 1. regular file, at most ``max_size`` bytes (:func:`read_intent`, via the Rust core: never follows a
    symlink, never blocks on a FIFO);
@@ -9,10 +10,10 @@ The checks run in this order and the first failure wins, so the reason is always
 3. JSON (RFC 8259 only: ``NaN``/``Infinity`` constants and duplicate object keys are rejected, since
    different parsers would disagree about what such a document means); the top level must be an object;
 4. nesting depth at most 64 (checked without recursion: a 100,000-deep document gives the depth error);
-5. the intent schema (``schema/intent.schema.json``, draft-07, compiled once at import with
-   ``fastjsonschema``; unknown top-level fields and missing required fields are named explicitly);
-6. ``target`` and ``namespace`` are DNS-1123 labels (lowercase alphanumerics and ``-``, starting and
-   ending alphanumeric, at most 63 characters), because they become directory and Kubernetes names.
+5. no lone surrogate escape (``"\\udfff"``) in any string or key: such a string is not Unicode text and
+   could never be written to the status file or the state; the reason names its JSONPath;
+6. the intent schema chosen by ``--intent-schema`` (:mod:`conductor_loop.intent_schema`: ``builtin``,
+   ``go-compat`` or the operator's JSON Schema file), which also gives the :class:`Intent` record.
 
 This is the hot path of the loop: one call per intent, thousands a second.
 """
@@ -24,25 +25,40 @@ import json
 import os
 import re
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
-import fastjsonschema
-
 from conductor_loop import _core
+from conductor_loop.intent import Intent
+from conductor_loop.intent_schema import BUILTIN, IntentSchema, Rejected, json_path
+from conductor_loop.intent_schema.base import json_type
+
+__all__ = [
+    "MAX_DEPTH",
+    "Intent",
+    "IntentVanished",
+    "ValidationError",
+    "parse_intent",
+    "read_intent",
+    "validate_path",
+]
 
 MAX_DEPTH = 64
 """Deepest JSON nesting accepted (the top-level object is depth 1)."""
 
-_SCHEMA: dict[str, Any] = json.loads(
-    resources.files("conductor_loop").joinpath("schema/intent.schema.json").read_text(encoding="utf-8")
-)
-_VALIDATE = fastjsonschema.compile(_SCHEMA, use_default=False)  # data stays as parsed
-_PROPERTIES: frozenset[str] = frozenset(_SCHEMA["properties"])
-_REQUIRED: tuple[str, ...] = tuple(_SCHEMA["required"])
-_DNS1123_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+REASON_MAX = 400
+"""Longest rejection reason kept (values quoted in it are cut shorter still)."""
+
+MAX_CONTAINERS = 10_000
+"""Most JSON objects and arrays in one intent (counted as ``{`` and ``[`` bytes, strings included)."""
+
+MAX_ITEMS = 100_000
+"""Most values in one intent (counted as ``,`` bytes, strings included)."""
+
+MAX_INT_DIGITS = 30
+"""Longest integer literal accepted; longer ones are no intent's business."""
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ValidationError(Exception):
@@ -53,6 +69,8 @@ class ValidationError(Exception):
     """
 
     def __init__(self, reason: str, *, sha256: str | None = None, size: int | None = None) -> None:
+        if len(reason) > REASON_MAX:  # a hostile intent must not fill logs, status files and error logs
+            reason = f"{reason[:REASON_MAX]}… (reason cut, {len(reason)} characters)"
         super().__init__(reason)
         self.reason = reason
         self.sha256 = sha256
@@ -66,19 +84,6 @@ class IntentVanished(ValidationError, FileNotFoundError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.errno = errno.ENOENT
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    """A validated intent. ``data`` is the whole parsed JSON object."""
-
-    intent_type: str
-    target: str
-    namespace: str
-    replicas: int
-    priority: int = 5
-    correlation_id: str | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _no_constant(name: str) -> Any:
@@ -96,7 +101,43 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constant)
+def _int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"not an intent: an integer with more than {MAX_INT_DIGITS} digits")
+    return int(literal)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constant, parse_int=_int)
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _deep_prefix(text: str) -> bool:
+    """True when the first 64 KiB of ``text`` already nest deeper than :data:`MAX_DEPTH` (strings skipped)."""
+    depth = 0
+    for m in _TOKEN.finditer(text, 0, 65536):
+        piece = m.group()  # a whole string (skipped) or one bracket
+        if piece in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif piece in ("]", "}"):
+            depth -= 1
+    return False
+
+
+def _too_big(text: str) -> str | None:
+    """Why ``text`` would cost too much memory to parse (a 10 MiB ``[{},{},…]`` is 500 MB of objects)."""
+    containers = text.count("{") + text.count("[")
+    if containers > MAX_CONTAINERS:
+        if _deep_prefix(text):
+            return f"JSON nested deeper than {MAX_DEPTH} levels"
+        return f"not an intent: too many JSON objects and arrays ({containers} brackets, at most {MAX_CONTAINERS})"
+    items = text.count(",")
+    if items > MAX_ITEMS:
+        return f"not an intent: too many JSON values ({items} commas, at most {MAX_ITEMS})"
+    return None
 
 
 def _too_deep(value: Any) -> bool:
@@ -112,59 +153,29 @@ def _too_deep(value: Any) -> bool:
     return False
 
 
-def _schema_reason(exc: Any) -> str:
-    """One line for a fastjsonschema error, e.g. ``schema: replicas: must be <= 100``."""
-    name: str = exc.name
-    where = name[5:] if name.startswith("data.") else ("(top level)" if name == "data" else name)
-    rule = exc.rule
-    definition = exc.rule_definition
-    value = exc.value
-    if rule == "type":
-        what = f"must be {definition}, got {_json_type(value)}"
-    elif rule == "maximum":
-        what = f"must be <= {definition}"
-    elif rule == "minimum":
-        what = f"must be >= {definition}"
-    elif rule == "maxLength":
-        what = f"must be at most {definition} characters"
-    elif rule == "minLength":
-        what = f"must be at least {definition} character{'s' if definition != 1 else ''}"
-    elif rule == "enum":
-        what = "must be one of " + ", ".join(repr(v) for v in definition)
-    elif rule == "format" and definition == "date-time":
-        what = "must be an RFC 3339 date-time (e.g. 2025-08-28T10:30:00Z)"
-    else:
-        message: str = exc.message
-        what = message[len(name) + 1 :] if message.startswith(name + " ") else message
-    return f"schema: {where}: {what}"
+def _lone_surrogate(value: Any) -> str | None:
+    """The JSONPath of the first string or key holding a lone surrogate, or ``None`` (iterative)."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                return json_path(path)
+            continue
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in reversed(list(items)):
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return json_path(path) + f" (in the key {json.dumps(key)})"
+            stack.append((child, (*path, key)))
+    return None
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-def _decode(content: bytes) -> Any:
-    """UTF-8, then JSON (no NaN, no duplicate keys, at most 64 deep)."""
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValidationError(f"not UTF-8: {exc.reason} at offset {exc.start}") from None
-    if not text.strip():
-        raise ValidationError("not JSON: the file is empty")
-    if text[0] == "\ufeff":
-        raise ValidationError("not JSON: starts with a byte-order mark (U+FEFF)")
+def _parse_json(text: str) -> dict[str, Any]:
+    """The safety rules on decoded text: bounded size of the parse, JSON, an object, depth, no lone
+    surrogates."""
+    too_big = _too_big(text)
+    if too_big is not None:
+        raise ValidationError(too_big)
     try:
         data = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
@@ -176,47 +187,33 @@ def _decode(content: bytes) -> Any:
     # A document with at most 64 brackets cannot nest deeper than 64: skip the walk on the hot path.
     if isinstance(data, (dict, list)) and text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(data):
         raise ValidationError(f"JSON nested deeper than {MAX_DEPTH} levels")
-    return data
-
-
-def _check_schema(data: Any) -> dict[str, Any]:
-    """The intent schema: an object, known fields, required fields, types and ranges, DNS-1123 names."""
     if not isinstance(data, dict):
-        raise ValidationError(f"not an intent: the top level is a JSON {_json_type(data)}, not an object")
-    unknown = data.keys() - _PROPERTIES
-    if unknown:
-        raise ValidationError("unknown field(s): " + ", ".join(sorted(unknown)))
-    missing = [key for key in _REQUIRED if key not in data]
-    if missing:
-        raise ValidationError("missing required field(s): " + ", ".join(missing))
-    try:
-        _VALIDATE(data)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        raise ValidationError(_schema_reason(exc)) from None
-    problems = [
-        f"{key}: {value!r} is not a DNS-1123 name (a-z, 0-9 and '-', "
-        "alphanumeric at both ends, at most 63 characters)"
-        for key, value in (("target", data["target"]), ("namespace", data["namespace"]))
-        if _DNS1123_LABEL.fullmatch(value) is None
-    ]
-    if problems:
-        raise ValidationError("; ".join(problems))
+        raise ValidationError(f"not an intent: the top level is a JSON {json_type(data)}, not an object")
+    # UTF-8 text cannot hold a surrogate: only a \uD800-\uDFFF escape makes one. Walk only then.
+    if _SURROGATE_ESCAPE.search(text):
+        where = _lone_surrogate(data)
+        if where is not None:
+            raise ValidationError(
+                f"lone surrogate escape at {where}: a \\uD800-\\uDFFF escape without its pair is not text"
+            )
     return data
 
 
-def parse_intent(content: bytes) -> Intent:
-    """Validate intent file content and return the :class:`Intent`; raise :class:`ValidationError`."""
-    data = _check_schema(_decode(content))
-    # JSON Schema draft-07 counts 3.0 as an integer; normalise it.
-    return Intent(
-        intent_type=data["intent_type"],
-        target=data["target"],
-        namespace=data["namespace"],
-        replicas=int(data["replicas"]),
-        priority=int(data.get("priority", 5)),
-        correlation_id=data.get("correlation_id"),
-        data=data,
-    )
+def parse_intent(content: bytes, schema: IntentSchema = BUILTIN) -> Intent:
+    """Validate intent file content against the safety rules and ``schema``; raise :class:`ValidationError`."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"not UTF-8: {exc.reason} at offset {exc.start}") from None
+    if not text.strip():
+        raise ValidationError("not JSON: the file is empty")
+    if text[0] == "\ufeff":
+        raise ValidationError("not JSON: starts with a byte-order mark (U+FEFF)")
+    data = _parse_json(text)
+    try:
+        return schema.check(data)
+    except Rejected as exc:
+        raise ValidationError(exc.reason) from None
 
 
 def _file_kind(mode: int) -> str:
@@ -235,8 +232,10 @@ def _file_kind(mode: int) -> str:
     return "special file"
 
 
-def read_intent(path: str, max_size: int) -> tuple[str, int, bytes, Intent]:
-    """Read ``path`` once, hash it and validate it: ``(sha256 hex, size, content, intent)``.
+def read_intent(
+    path: str, max_size: int, schema: IntentSchema = BUILTIN
+) -> tuple[str, int, bytes, Intent]:
+    """Read ``path`` once, hash it and validate it against ``schema``: ``(sha256 hex, size, content, intent)``.
 
     The bytes hashed are the bytes validated. Raises :class:`ValidationError` (with ``sha256``/``size``
     set when the content was read) for any problem, including I/O errors; a missing file raises
@@ -263,7 +262,7 @@ def read_intent(path: str, max_size: int) -> tuple[str, int, bytes, Intent]:
             raise IntentVanished(f"cannot read: {detail}") from None
         raise ValidationError(f"cannot read: {detail}") from None
     try:
-        intent = parse_intent(content)
+        intent = parse_intent(content, schema)
     except ValidationError as exc:
         exc.sha256 = digest
         exc.size = len(content)
@@ -271,10 +270,10 @@ def read_intent(path: str, max_size: int) -> tuple[str, int, bytes, Intent]:
     return digest, len(content), content, intent
 
 
-def validate_path(path: str, max_size: int) -> list[str]:
+def validate_path(path: str, max_size: int, schema: IntentSchema = BUILTIN) -> list[str]:
     """Problems with the intent file at ``path`` (empty when valid), for ``conductor-loop validate``."""
     try:
-        read_intent(path, max_size)
+        read_intent(path, max_size, schema)
     except ValidationError as exc:
         return [exc.reason]
     return []

@@ -1,4 +1,9 @@
-"""The watch source: settled paths from the Rust ``Watcher``, filtered by the one name rule.
+"""The watch source: settled paths from the Rust watcher, filtered by the one name rule.
+
+Which watcher (README, ``--watch``): inotify on local filesystems; polling (``PollWatcher``: the directory
+listed every ``--poll-interval``, a file settled once its inode, size and mtime stayed put for
+``--debounce``) on network filesystems, where inotify does not see what other hosts write. ``auto`` asks
+``statfs(2)`` for the handoff's filesystem type (:func:`choose_backend`). Both have the same interface.
 
 The Rust side is dumb about names: it reports every name that settled (the watchfiles way). This
 module keeps the intents with the layout's :class:`~conductor_loop.layout.NameRule`, the same rule
@@ -10,10 +15,35 @@ one ``wait``, beside the workers, the recorder and the signal pipe, then calls
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from conductor_loop import _core
 from conductor_loop.layout import Layout
+
+INOTIFY = "inotify"
+POLL = "poll"
+
+
+def _existing(path: str) -> str:
+    """``path`` or its nearest existing ancestor (the handoff may not exist yet)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def choose_backend(handoff: str, requested: str) -> tuple[str, str]:
+    """``(backend, reason)`` for ``--watch requested`` on ``handoff``: ``auto`` decides by filesystem type."""
+    if requested != "auto":
+        return requested, "set by --watch"
+    where = _existing(handoff)
+    try:
+        fs = _core.fs_type(where)
+        network = _core.is_network_fs(where)
+    except OSError as exc:
+        return INOTIFY, f"filesystem type unknown ({exc.strerror or exc})"
+    return (POLL, f"{fs} is a network filesystem") if network else (INOTIFY, f"{fs} is local")
 
 
 @dataclass(slots=True)
@@ -32,9 +62,14 @@ class WatchTake:
 class WatchSource:
     """One handoff directory's watcher, as a readable file descriptor and a non-blocking take."""
 
-    def __init__(self, layout: Layout, debounce_ms: int) -> None:
+    def __init__(self, layout: Layout, debounce_ms: int, backend: str = INOTIFY, poll_interval: float = 1.0) -> None:
         self.layout = layout
-        self.watcher = _core.Watcher(layout.root, debounce_ms)
+        self.backend = backend
+        self.watcher: _core.BaseWatcher
+        if backend == POLL:
+            self.watcher = _core.PollWatcher(layout.root, debounce_ms, max(1, round(poll_interval * 1000)))
+        else:
+            self.watcher = _core.Watcher(layout.root, debounce_ms)
         self._alive = True
         self._failed = False
 

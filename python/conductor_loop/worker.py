@@ -9,7 +9,9 @@ hashed are the bytes validated and handed to the executor (one read,
 from __future__ import annotations
 
 import os
+import select
 import signal
+import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -76,7 +78,7 @@ class IntentProcessor:
             res.message = f"cannot stat: {exc.strerror}"
         else:
             res.stat_key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        sha, size, _content, intent = read_intent(res.path, self.settings.max_file_size)
+        sha, size, _content, intent = read_intent(res.path, self.settings.max_file_size, self.settings.intent_schema)
         return sha, size, intent
 
     def _executed(self, res: WorkResult, item: WorkItem, out: ExecResult) -> None:
@@ -135,9 +137,32 @@ def _ignore_loop_signals() -> None:
     signal.signal(ABORT_SIGNAL, _abort)
 
 
+_GONE = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+
+
+def _abort_when_orphaned(fd: int) -> None:
+    """Abort this worker when the supervisor's end of its pipe closes: the supervisor died.
+
+    A worker's parent is the forkserver, which outlives the supervisor while any worker lives, so
+    ``PR_SET_PDEATHSIG`` cannot tie a worker to the supervisor; its pipe can. Abort unwinds through the
+    executor, which kills porch's whole process group (and porch dies with its worker anyway:
+    :func:`conductor_loop._core.spawn_porch` sets its ``PR_SET_PDEATHSIG``).
+    """
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, select.POLLRDHUP)
+        while not any(ev & _GONE for _fd, ev in poller.poll()):
+            pass
+        os.kill(os.getpid(), ABORT_SIGNAL)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
 def worker_main(slot: int, settings: WorkerSettings, conn: Connection, heartbeat: Any) -> None:
     """Body of a worker process: process batches until told to stop or the pipe closes."""
     _ignore_loop_signals()
+    _abort_when_orphaned(conn.fileno())
     processor = IntentProcessor(settings, slot + 1)
     while True:
         try:

@@ -21,7 +21,8 @@ import click
 
 from conductor_loop import __version__
 from conductor_loop.cli.config_show import config_group
-from conductor_loop.cli.goflags import go_style
+from conductor_loop.cli.common import EXIT_USAGE, fail
+from conductor_loop.cli.goflags import GoFlagError, translate
 from conductor_loop.cli.retry import retry_cmd
 from conductor_loop.cli.run import run
 from conductor_loop.cli.statecmd import state_group
@@ -48,5 +49,27 @@ for _command in (run, validate, porch, status_cmd, retry_cmd, state_group, confi
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
-    args = go_style(list(sys.argv[1:] if argv is None else argv))
-    cli.main(args=args, prog_name="conductor-loop")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0].startswith("-") and args[0] not in ("-h", "--help", "--version"):
+        args = ["run", *args]  # the Go loop had no sub-commands: `conductor-loop -handoff DIR -once`
+    cli.main(args=_go_spellings(args), prog_name="conductor-loop")
+
+
+def _go_spellings(args: list[str]) -> list[str]:
+    """Translate the Go loop's flags for ``run`` and ``config show`` (README "Migrating from the Go loop")."""
+    if args[:1] == ["run"]:
+        n, command = 1, run
+    elif args[:2] == ["config", "show"]:
+        n, command = 2, config_group.commands["show"]
+    else:
+        return args
+    value_options = {
+        o for p in command.params if isinstance(p, click.Option) and not p.is_flag for o in p.opts if o[:2] == "--"
+    }
+    try:
+        done = translate(args[n:], value_options)
+    except GoFlagError as exc:
+        fail(EXIT_USAGE, str(exc))
+    for warning in done.warnings:
+        click.echo(f"conductor-loop: warning: {warning}", err=True)
+    return args[:n] + done.argv

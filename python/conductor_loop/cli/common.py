@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
+from conductor_loop.cli.goflags import GO_FLAG_OPTION, label_sources
 from conductor_loop.config import ConfigError, RunConfig, resolve
 
 EXIT_OK = 0
@@ -43,12 +44,17 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--retries", metavar="N", help="Retries of environment failures (default 2)."),
         click.option("--pattern", "patterns", metavar="GLOB", multiple=True, help="Intent file pattern; repeatable."),
         click.option("--max-file-size", metavar="SIZE", help="Largest accepted intent (default 10MiB)."),
+        click.option("--intent-schema", metavar="builtin|go-compat|PATH", help="Intent rules (default builtin)."),
         click.option("--cleanup-after", metavar="DURATION", help="Remove filed intents older than this (0: never)."),
         click.option("--metrics-addr", metavar="HOST:PORT", help="Serve /metrics and health endpoints here."),
         click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format."),
-        click.option("--log-level", metavar="LEVEL", help="debug, info, warning or error."),
+        click.option("--log-level", metavar="LEVEL", help="debug, info, warning, error or critical."),
         click.option("--config", "config", metavar="FILE", help="TOML configuration file."),
         click.option("--dry-run", is_flag=True, default=None, help="List what would run; touch nothing."),
+        click.option("--watch", type=click.Choice(["auto", "inotify", "poll"]),
+                     help="How to see new files: inotify, poll (network filesystems) or auto (by filesystem)."),
+        click.option("--poll-interval", metavar="DURATION", help="How often poll mode lists the handoff (1s)."),
+        click.option(GO_FLAG_OPTION, "go_flags", multiple=True, hidden=True),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -57,18 +63,21 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def given(params: dict[str, Any]) -> dict[str, Any]:
     """Only the options actually given on the command line."""
-    given = {k: v for k, v in params.items() if v is not None and v != ()}
+    given = {k: v for k, v in params.items() if v is not None and v != () and k != "go_flags"}
     if "patterns" in given:
         given["patterns"] = list(given["patterns"])
     return given
 
 
 def resolve_or_exit(params: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
-    """The run configuration of these options (flag > env > file > default); exit 2 on an error."""
+    """The run configuration of these options (flag > env > file > default); exit 2 on an error. A value
+    set by one of the Go loop's flags says so in its source (``flag -period (Go)``)."""
     try:
-        return resolve(given(params), os.environ, params.get("config"))
+        cfg, sources = resolve(given(params), os.environ, params.get("config"))
     except ConfigError as exc:
         fail(EXIT_USAGE, str(exc))
+    label_sources(sources, params.get("go_flags") or ())
+    return cfg, sources
 
 
 def handoff_of(handoff: str | None, config: str | None) -> tuple[str, tuple[str, ...]]:

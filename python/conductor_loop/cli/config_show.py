@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import click
 
-from conductor_loop.cli.common import EXIT_USAGE, fail, given, run_options
+from conductor_loop.cli.common import resolve_or_exit, run_options
 
 CONFIG_SHOW_HELP = """Print the effective run configuration and where each value came from.
 
@@ -19,7 +18,6 @@ Examples:
   conductor-loop config show --config /etc/conductor-loop/config.toml
   CONDUCTOR_WORKERS=4 conductor-loop config show --timeout 1m --json
 """
-
 
 
 @click.group("config")
@@ -37,13 +35,14 @@ def config_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object {key: {value, source}}.")
 def config_show(as_json: bool, **params: Any) -> None:
     """``conductor-loop config show``."""
-    from conductor_loop.config import ConfigError, explain, resolve
+    from conductor_loop.config import explain
+    from conductor_loop.watch import choose_backend
 
-    try:
-        cfg, sources = resolve(given(params), os.environ, params.get("config"))
-    except ConfigError as exc:
-        fail(EXIT_USAGE, str(exc))
+    cfg, sources = resolve_or_exit(params)
     rows = explain(cfg, sources)
+    if cfg.watch == "auto":  # say what auto picks for this handoff
+        kind, why = choose_backend(cfg.handoff, cfg.watch)
+        rows = [(k, f"auto: {kind} ({why})" if k == "watch" else v, s) for k, v, s in rows]
     if as_json:
         click.echo(json.dumps({k: {"value": v, "source": s} for k, v, s in rows}, sort_keys=True))
         return

@@ -151,7 +151,7 @@ def _dry_run(cfg: RunConfig) -> int:
     out = os.path.abspath(cfg.out)
     for name in names:
         path = os.path.join(handoff, name)
-        problems = validate_path(path, cfg.max_file_size)
+        problems = validate_path(path, cfg.max_file_size, cfg.intent_schema)
         if problems:
             click.echo(f"would fail  {name}: {'; '.join(problems)}")
             continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from conductor_loop import lock
 from conductor_loop.cli.common import config_option, handoff_of, handoff_option
 from conductor_loop.clock import rfc3339
 from conductor_loop.layout import ERROR_LOG_SUFFIX, Layout
+from conductor_loop.live_status import INTERVAL, watch_status
 
 STATUS_HELP = """Show counts, the running loop's queue and workers, recent failures and the last run.
 
@@ -25,6 +27,7 @@ STATUS_HELP = """Show counts, the running loop's queue and workers, recent failu
 Examples:
   conductor-loop status --handoff /var/lib/conductor/handoff
   conductor-loop status --json --failures 20 | jq .live
+  conductor-loop status --watch --interval 500ms
 """
 
 def _count_files(directory: str, keep: Callable[[str], bool]) -> int:
@@ -186,9 +189,15 @@ def _status_text(rep: dict[str, Any]) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--failures", "n_failures", default=5, show_default=True, type=click.IntRange(min=0),
               metavar="N", help="How many recent failures to show.")
-def status_cmd(handoff: str | None, config: str | None, as_json: bool, n_failures: int) -> None:
+@click.option("--watch", is_flag=True, help="Redraw the live figures every --interval until q or Ctrl-C "
+              "(one line per interval without a terminal).")
+@click.option("--interval", default="1s", show_default=True, type=INTERVAL, help="Redraw interval of --watch.")
+def status_cmd(handoff: str | None, config: str | None, as_json: bool, n_failures: int, watch: bool,
+               interval: float) -> None:
     """``conductor-loop status``."""
     path, patterns = handoff_of(handoff, config)
+    if watch:
+        sys.exit(watch_status(lambda: status_report(path, patterns, n_failures), interval, as_json))
     rep = status_report(path, patterns, n_failures)
     if as_json:
         click.echo(json.dumps(rep, sort_keys=True))
