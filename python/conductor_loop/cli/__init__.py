@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import click
 
 from conductor_loop import __version__
-from conductor_loop.cli.config_show import config_group
 from conductor_loop.cli.common import EXIT_USAGE, fail
+from conductor_loop.cli.config_show import config_group
 from conductor_loop.cli.goflags import GoFlagError, translate
 from conductor_loop.cli.retry import retry_cmd
 from conductor_loop.cli.run import run

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import conductor_loop.intent_schema.rules as rules
 from conductor_loop.intent import KUBERNETES, Intent, describe, style_of
-from conductor_loop.intent_schema import rules
 from conductor_loop.intent_schema.kubernetes import check_kubernetes
 
 INTENT_TYPES = ("scaling", "deployment", "service")

@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from conductor_loop.intent_schema import rules
+import conductor_loop.intent_schema.rules as rules
 from conductor_loop.intent_schema.base import json_type, shown
 from conductor_loop.k8snames import (
     SUBDOMAIN_RULE,
