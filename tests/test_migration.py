@@ -52,7 +52,8 @@ def _go_site(tmp_path: Path) -> tuple[Path, Path]:
     (handoff / "processed" / "intent-filed.json").write_text(json.dumps(intent_body(target="amf")))
     (handoff / "failed" / "intent-broke.json").write_text("{ not json")
     (handoff / "failed" / "intent-broke.json.error.log").write_text("porch exited with code 1\n")
-    (handoff / "status" / "intent-filed.json.status").write_text(json.dumps({"status": "success"}))
+    go_status = {"intent_file": "intent-filed.json", "status": "success", "message": "written by the Go loop"}
+    (handoff / "status" / "intent-filed.json.status").write_text(json.dumps(go_status))
     state = _go_state({
         old_done: (done_body, "processed"),
         handoff / "intent-filed.json": (b"{}", "processed"),
