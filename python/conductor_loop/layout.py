@@ -54,13 +54,32 @@ class NameRule:
         self.patterns: tuple[str, ...] = tuple(patterns) or DEFAULT_PATTERNS
         self._regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in self.patterns))
 
-    def is_intent(self, name: str) -> bool:
-        """True when ``name`` (a base name) may be taken as an intent."""
+    def _candidate(self, name: str) -> bool:
         if not name or name[0] == "." or "/" in name or name.endswith(TEMP_SUFFIXES):
             return False
         if name in _OWNED:
             return False
         return self._regex.match(name) is not None
+
+    def is_intent(self, name: str) -> bool:
+        """True when ``name`` (a base name) may be taken as an intent."""
+        return self._candidate(name) and _utf8(name)
+
+    def is_hostile(self, name: str) -> bool:
+        """True for a name that would be an intent's but is not valid UTF-8 (README, "Files and
+        directories"): such a file is filed in ``failed/`` unread (:mod:`conductor_loop.quarantine`)."""
+        return not _utf8(name) and self._candidate(name)
+
+
+def _utf8(name: str) -> bool:
+    """The name (as ``os.listdir`` gives it, bytes that are not UTF-8 as surrogate escapes) is UTF-8."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def fit_name(name: str, suffix: str = "", limit: int = NAME_MAX) -> str:
@@ -209,8 +228,19 @@ class Layout:
 
     def scan(self) -> list[str]:
         """Paths of the intent candidates directly in the handoff (raises ``OSError``)."""
+        return self.scan_all()[0]
+
+    def scan_all(self) -> tuple[list[str], list[str]]:
+        """Paths of the intent candidates and of the hostile names directly in the handoff (``OSError``)."""
+        intents: list[str] = []
+        hostile: list[str] = []
         with os.scandir(self.root) as it:
-            return [entry.path for entry in it if self.rule.is_intent(entry.name)]
+            for entry in it:
+                if self.rule.is_intent(entry.name):
+                    intents.append(entry.path)
+                elif self.rule.is_hostile(entry.name):
+                    hostile.append(entry.path)
+        return intents, hostile
 
     def make_dirs(self, out: str | None = None) -> None:
         """Create the layout (and ``out``); raises ``OSError``."""

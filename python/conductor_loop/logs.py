@@ -262,4 +262,13 @@ def log_event(
     }
     for key, value in fields.items():
         payload[f"extra_{key}" if key in _RESERVED else key] = value
+    for key, value in payload.items():
+        if isinstance(value, str) and not value.isascii():
+            payload[key] = printable(value)
     _logger.log(level, event, extra={_ATTR: payload})
+
+
+def printable(text: str) -> str:
+    """``text`` with the bytes of a non-UTF-8 file name (surrogate escapes) shown as ``\\xff``, so that a
+    hostile name can always be written to a log, a status file or a terminal."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -35,6 +35,7 @@ from conductor_loop.layout import Layout
 from conductor_loop.lock import LockHeld
 from conductor_loop.metrics import Health, Metrics
 from conductor_loop.pool import Death, Pool
+from conductor_loop.quarantine import Quarantine
 from conductor_loop.recorder import Recorder
 from conductor_loop.records import (
     ABORT_SIGNAL,
@@ -148,6 +149,7 @@ class Supervisor:
         for note in self.hold.open_state():
             self.telemetry.emit(note)
         self.feed.state = self.state
+        self.feed.quarantine = Quarantine(self.layout, self.telemetry, self._status_basis)
         self.telemetry.emit(Phase("reconciling"))
         backend, why = choose_backend(self.layout.root, self.cfg.watch)
         self.watch = self.feed.watch = WatchSource(self.layout, self._debounce_ms(), backend, self.cfg.poll_interval)
