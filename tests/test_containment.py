@@ -111,3 +111,27 @@ def test_status_files_and_error_logs_are_0640_whatever_the_umask(handoff: Path, 
     for p in (handoff / "status" / "intent-ok.json.status", handoff / "status" / "intent-bad.json.status",
               handoff / "failed" / "intent-bad.json.error.log"):
         assert p.stat().st_mode & 0o777 == 0o640, p
+
+
+def test_no_multiprocessing_temp_dirs_leak_on_sigkill(handoff: Path, out_dir: Path) -> None:
+    import glob
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="t", dir="/tmp"))  # short: the forkserver's socket lives under it
+    env = {"TMPDIR": str(tmp)}
+    for _ in range(3):
+        loop = LoopProcess(handoff, out_dir, "--debounce", "100ms", metrics=False, env=env)
+        loop.wait_event("loop.start")
+        os.killpg(loop.proc.pid, signal.SIGKILL)
+        loop.close()
+    assert glob.glob(str(tmp / "pymp-*")) == []  # never in the shared temp dir
+    stale = glob.glob(str(tmp / "cl-*" / "pymp-*"))
+    assert stale  # the last killed run's, in the handoff's own directory
+    loop = LoopProcess(handoff, out_dir, "--debounce", "100ms", metrics=False, env=env)
+    try:
+        loop.wait_event("loop.start")
+        assert [p for p in stale if os.path.exists(p)] == []  # removed at this start
+    finally:
+        loop.stop()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -28,7 +28,9 @@ class HandoffHold:
         self._ino = 0
 
     def prepare(self) -> None:
-        """Create the layout and the output dir; raise :class:`FatalError` when not writable."""
+        """Create the layout and the output dir; raise :class:`FatalError` when not writable or when one
+        of the loop's directories is a symbolic link."""
+        self.refuse_symlinks()
         try:
             self.layout.make_dirs(self.out)
         except OSError as exc:
@@ -36,6 +38,12 @@ class HandoffHold:
         bad = self.layout.unwritable()
         if bad is not None:
             raise FatalError(f"directory {bad} is not writable")
+
+    def refuse_symlinks(self) -> None:
+        """Raise :class:`FatalError` when one of the loop's directories is (now) a symbolic link."""
+        link = self.layout.symlinked()
+        if link is not None:
+            raise FatalError(f"{link} is a symbolic link: refusing to write through it (see docs/SECURITY.md)")
 
     def take(self) -> None:
         """Prepare the directory and take its lock (raises :class:`FatalError`, :class:`LockHeld`)."""

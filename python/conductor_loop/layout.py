@@ -13,6 +13,7 @@ import fnmatch
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -247,6 +248,17 @@ class Layout:
         for d in (self.root, self.processed, self.failed, self.status, *((out,) if out else ())):
             os.makedirs(d, exist_ok=True)
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+
+    def symlinked(self) -> str | None:
+        """The first of the loop's own directories (or its lock) that is a symbolic link, if any: the loop
+        never writes through one (anyone who may drop intents could otherwise redirect its writes)."""
+        for d in (self.processed, self.failed, self.status, self.state_dir, self.lock, self.db):
+            try:
+                if stat.S_ISLNK(os.lstat(d).st_mode):
+                    return d
+            except FileNotFoundError:
+                continue
+        return None
 
     def unwritable(self) -> str | None:
         """The first loop directory that is not writable, if any."""

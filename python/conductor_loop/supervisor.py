@@ -44,7 +44,7 @@ from conductor_loop.records import (
     RunSummary,
     WorkerSettings,
 )
-from conductor_loop.recovery import Recovery
+from conductor_loop.recovery import Recovery, private_tempdir
 from conductor_loop.results import Results
 from conductor_loop.retention import Retention
 from conductor_loop.signals import SignalInbox
@@ -154,6 +154,7 @@ class Supervisor:
         backend, why = choose_backend(self.layout.root, self.cfg.watch)
         self.watch = self.feed.watch = WatchSource(self.layout, self._debounce_ms(), backend, self.cfg.poll_interval)
         self.telemetry.emit(WatchNews(alive=True, reason="watching"))
+        private_tempdir(self.layout)
         self.pool = Pool(self._settings(), worker_main, start_method=self.start_method)
         self.staff = Staff(self.pool, self.telemetry, worker_bounds(self.cfg))
         backlog = self.recover()
@@ -279,6 +280,7 @@ class Supervisor:
             if not os.path.isdir(self.layout.root):  # deleted (or replaced): make it again when we can
                 with contextlib.suppress(FatalError):
                     self.hold.prepare()
+            self.hold.refuse_symlinks()  # a sub-directory swapped for a link: stop (exit 1), write nothing
             writable = os.access(self.layout.root, os.W_OK | os.X_OK)
             self.telemetry.emit(HandoffChecked(writable, "" if writable else f"{self.layout.root} is not writable"))
             if not self._stopping:
