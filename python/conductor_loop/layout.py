@@ -256,7 +256,7 @@ class Layout:
             try:
                 if stat.S_ISLNK(os.lstat(d).st_mode):
                     return d
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):  # not there (yet), or the handoff is a file
                 continue
         return None
 
