@@ -19,6 +19,7 @@ emitted as double-quoted scalars, so names such as ``"true"`` or ``"123"`` stay 
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import errno
 import json
@@ -31,6 +32,7 @@ import time
 from datetime import datetime, timezone
 
 from conductor_loop import _core
+from conductor_loop.clock import rfc3339
 from conductor_loop.validate import Intent, ValidationError, read_intent
 
 APPLY_REPLACEMENTS_IMAGE = "gcr.io/kpt-fn/apply-replacements:v0.1.1"
@@ -236,7 +238,7 @@ def generate_package(
     moment = now if now is not None else datetime.now(timezone.utc)
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc)
-    generated_at = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    generated_at = rfc3339(calendar.timegm(moment.timetuple()), digits=0)
 
     tmp = os.path.join(ns_dir, f".{name}.tmp-{secrets.token_hex(6)}")
     created_ns = False
