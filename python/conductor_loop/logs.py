@@ -32,8 +32,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import IO, Any
+
+from conductor_loop.clock import rfc3339
 
 __all__ = ["EVENTS", "LOGGER_NAME", "log_event", "parse_level", "setup_logging"]
 
@@ -108,14 +109,6 @@ def parse_level(level: str) -> int:
         ) from None
 
 
-def _timestamp(created: float) -> str:
-    secs = int(created)
-    millis = int((created - secs) * 1000)
-    if millis > 999:  # pragma: no cover - float rounding guard
-        millis = 999
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{millis:03d}Z"
-
-
 def _payload(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
     """The event name and the ordered fields of a record (core fields first, None when unset)."""
     fields: dict[str, Any] | None = getattr(record, _ATTR, None)
@@ -180,7 +173,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render one record as one line."""
         event, fields = _payload(record)
-        tokens = [_timestamp(record.created), record.levelname, _quote(event)]
+        tokens = [rfc3339(record.created), record.levelname, _quote(event)]
         for key, value in fields.items():
             if value is None:
                 continue
@@ -198,7 +191,7 @@ class JsonFormatter(logging.Formatter):
         """Render one record as one JSON line."""
         event, fields = _payload(record)
         obj: dict[str, Any] = {
-            "ts": _timestamp(record.created),
+            "ts": rfc3339(record.created),
             "level": record.levelname.lower(),
             "event": event,
         }
