@@ -69,6 +69,7 @@ EVENTS: tuple[str, ...] = (
     "intent.changed",
     "intent.vanished",
     "intent.move_failed",
+    "porch.reaped",
     "cleanup.removed",
     "record.failed",
     "watcher.lost",

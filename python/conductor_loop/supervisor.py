@@ -26,6 +26,7 @@ from collections.abc import Callable
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
+from conductor_loop import leftovers
 from conductor_loop.config import RunConfig
 from conductor_loop.executor import Executor, load_executor
 from conductor_loop.feed import Feed
@@ -171,6 +172,9 @@ class Supervisor:
     def recover(self) -> int:
         """Finish what a crash left (see :mod:`conductor_loop.recovery`), queue the backlog; its size."""
         assert self.state is not None
+        reaped = leftovers.reap(self.layout)  # no worker of ours runs yet: any tagged process is a leftover
+        if reaped:
+            self.telemetry.note("porch.reaped", level=30, count=reaped, reason="left by an earlier run")
         executor = self.executor or load_executor(self.cfg.porch, self.cfg.mode)
         hook = getattr(executor, "recover", None)
         if callable(hook):
@@ -416,6 +420,10 @@ class Supervisor:
     # -------------------------------------------------------------------------- outcomes --
     def _on_death(self, death: Death) -> None:
         assert self.staff is not None and self.results is not None
+        reaped = leftovers.reap(self.layout, death.worker.id)  # what its porch started, before a successor
+        if reaped:
+            self.telemetry.note("porch.reaped", level=30, count=reaped, worker=death.worker.id,
+                                reason="its worker died")
         self.results.lost(death)
         self.staff.replace(death, self._stopping)
 

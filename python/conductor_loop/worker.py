@@ -20,6 +20,7 @@ from conductor_loop.clock import rfc3339
 from conductor_loop.executor import ExecRequest, ExecResult, Executor, load_executor
 from conductor_loop.filing import error_log_text, result_status_doc, write_status
 from conductor_loop.layout import Layout
+from conductor_loop.leftovers import porch_env
 from conductor_loop.records import ABORT_SIGNAL, Outcome, WorkerSettings, WorkItem, WorkResult
 from conductor_loop.validate import Intent, ValidationError, read_intent
 
@@ -34,6 +35,7 @@ class IntentProcessor:
         self.executor = executor if executor is not None else load_executor(settings.porch, settings.mode)
         self.porch_path = getattr(self.executor, "porch_path", settings.porch)
         self.layout = Layout(settings.handoff)
+        self._porch_env = porch_env(self.layout, worker_id)
 
     def process(self, item: WorkItem) -> WorkResult:
         """Process one intent and write its status file (for final outcomes)."""
@@ -64,6 +66,7 @@ class IntentProcessor:
             sha256=sha,
             attempt=item.attempt,
             timeout=self.settings.timeout,
+            env_extra=self._porch_env,
         )
         self._executed(res, item, self.executor.execute(req))
         return self._finish(res, t0)
