@@ -31,9 +31,12 @@ def _errno_text(code: int) -> str:
 
 
 def fault_of(exc: BaseException, where: str | None = None) -> str | None:
-    """``"<path>: ENOSPC (No space left on device)"`` when ``exc`` is a storage fault, else ``None``."""
+    """``"<path>: ENOSPC (No space left on device)"`` when ``exc`` is a storage fault, else ``None``.
+
+    ``where``: the database, for SQLite's errors (they carry no path); an ``OSError`` names its own file.
+    """
     if isinstance(exc, OSError) and exc.errno in FAULT_ERRNOS:
-        path = exc.filename if isinstance(exc.filename, str) else where
+        path = exc.filename if isinstance(exc.filename, str) else None
         return f"{path}: {_errno_text(exc.errno)}" if path else _errno_text(exc.errno)
     if isinstance(exc, sqlite3.OperationalError):
         name = str(getattr(exc, "sqlite_errorname", "SQLITE_ERROR"))
@@ -58,12 +61,12 @@ def space_fault(directory: str) -> str | None:
 
 
 @contextlib.contextmanager
-def fatal_at_start(where: str) -> Iterator[None]:
+def fatal_at_start(handoff: str, db: str) -> Iterator[None]:
     """Turn a storage fault while starting into a :class:`FatalError` of one line (``run`` exits 1)."""
     try:
         yield
     except (OSError, sqlite3.OperationalError) as exc:
-        reason = fault_of(exc, where)
+        reason = fault_of(exc, db)
         if reason is None:
             raise
-        raise FatalError(f"cannot start: {reason}") from None
+        raise FatalError(f"cannot start on {handoff}: {reason}") from None

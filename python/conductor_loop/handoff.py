@@ -48,6 +48,7 @@ class HandoffHold:
     def open_state(self) -> list[Note]:
         """Open the state; notes say whether it was moved aside (corrupt) or imported from the Go loop."""
         self.state = StateStore(self.layout.root)
+        self.state.set_meta("live", None)  # a read-only or full state fails here, at start, not mid-run
         notes = []
         if self.state.recovered_from:
             notes.append(Note("state.recovered", {"moved_aside": self.state.recovered_from}, 30))

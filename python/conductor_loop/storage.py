@@ -15,9 +15,11 @@ Which errors are faults is :mod:`conductor_loop.faults`' rule. Here:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from conductor_loop.clock import SYSTEM_CLOCK, Clock
@@ -26,6 +28,8 @@ from conductor_loop.state import StateStore
 from conductor_loop.telemetry import StorageChecked, Telemetry
 
 T = TypeVar("T")
+#: After a loop turn cut short by a fault (before its wait), pause this long.
+SETTLE = 0.05
 
 
 def probe(directories: tuple[str, ...], state: StateStore | None) -> str | None:
@@ -101,9 +105,12 @@ class IntakePause:
 class StorageGuard:
     """The loop's side of storage faults: trip the pause, probe on its backoff, resume, guard writes."""
 
-    def __init__(self, directories: tuple[str, ...], telemetry: Telemetry, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, directories: tuple[str, ...], telemetry: Telemetry, db: str | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.directories = directories
         self.telemetry = telemetry
+        self.db = db
         self.pause = IntakePause(clock)
 
     @property
@@ -128,13 +135,20 @@ class StorageGuard:
             for d in self.directories:
                 self.trip(space_fault(d))
 
-    def guard(self, write: Callable[..., T], *args: Any, where: str | None = None) -> T | None:
+    def guard(self, write: Callable[..., T], *args: Any) -> T | None:
         """Run one of the main thread's writes; a storage fault pauses intake instead of stopping the loop."""
-        try:
+        with self.absorbing(settle=0.0):
             return write(*args)
+        return None
+
+    @contextlib.contextmanager
+    def absorbing(self, settle: float = SETTLE) -> Iterator[None]:
+        """A storage fault inside pauses intake; ``settle``: then wait this long (a cut-short turn never spins)."""
+        try:
+            yield
         except (OSError, sqlite3.OperationalError) as exc:
-            reason = fault_of(exc, where)
+            reason = fault_of(exc, self.db)
             if reason is None:
                 raise
             self.trip(reason)
-            return None
+            time.sleep(settle)

@@ -103,7 +103,7 @@ class Supervisor:
         self.staff: Staff | None = None
         self.recorder: Recorder | None = None
         self.hold = HandoffHold(self.layout, self.out)
-        self.storage = StorageGuard((self.layout.state_dir, self.out), self.telemetry)
+        self.storage = StorageGuard((self.layout.state_dir, self.out), self.telemetry, self.layout.db)
         self._next_sweep = 0.0
         self._last_scale = 0.0
 
@@ -134,11 +134,11 @@ class Supervisor:
     # ------------------------------------------------------------------------ open → close --
     def run(self) -> RunSummary:
         """Run until the backlog is drained (once mode) or until stopped by a signal."""
-        with fatal_at_start(self.layout.lock):
+        with fatal_at_start(self.layout.root, self.layout.db):
             self.hold.take()  # raises FatalError, LockHeld
         self.signals.install()
         try:
-            with fatal_at_start(self.layout.db):
+            with fatal_at_start(self.layout.root, self.layout.db):
                 self.start()
             self.loop()
         finally:
@@ -217,14 +217,15 @@ class Supervisor:
         while True:
             self.health.tick()
             self.handle_signals()
-            self.take_watch()
-            if self.finished():
-                return
-            self.dispatch()
-            self.collect(self.wait())
-            self.file_results()
-            self.housekeep(interval)
-            self.autoscale()
+            with self.storage.absorbing():  # a storage fault (EMFILE, ENOSPC…) in a step pauses intake
+                self.take_watch()
+                if self.finished():
+                    return
+                self.dispatch()
+                self.collect(self.wait())
+                self.file_results()
+                self.housekeep(interval)
+                self.autoscale()
 
     def finished(self) -> bool:
         """Forced stop; graceful stop with nothing in flight; or once mode drained."""
@@ -298,7 +299,7 @@ class Supervisor:
         if now - self._last_scale < 1.0:
             return
         self._last_scale = now
-        self.storage.guard(self.state.set_meta, "live", self.telemetry.live(self._figures()), where=self.state.path)
+        self.storage.guard(self.state.set_meta, "live", self.telemetry.live(self._figures()))
         if not self._stopping:
             self.staff.autoscale(now, self.queue.backlog)
 
@@ -424,6 +425,6 @@ class Supervisor:
 
     def _cleanup(self) -> None:
         if self.state is not None and self.retention.due():
-            removed = self.storage.guard(self.retention.clean, self.state, where=self.state.path)
+            removed = self.storage.guard(self.retention.clean, self.state)
             if removed is not None:
                 self.telemetry.note("cleanup.removed", files=removed[0], rows=removed[1])
