@@ -97,3 +97,17 @@ def test_watch_mode_bounds_a_porch_that_keeps_changing_its_intent(handoff: Path,
         assert len(read_calls(porch_log)) == 2
         assert loop.stop() == 0
     assert "changed while porch ran" in statuses(handoff)["intent-a.json"]["message"]
+
+
+def test_queue_counts_reruns_in_a_row_and_forgets_them_when_filed() -> None:
+    from conductor_loop.records import RetryPolicy
+    from conductor_loop.workqueue import WorkQueue
+
+    q = WorkQueue(RetryPolicy(2))
+    assert q.last_runs(["a", "b"]) == {}
+    q.done("a", changed=True)
+    q.done("a", changed=True)
+    assert q.last_runs(["a", "b"]) == {"a": 3}  # the third run is the last
+    q.done("a")  # filed: a later change starts from zero
+    assert q.last_runs(["a"]) == {}
+    assert WorkQueue(RetryPolicy(0)).last_runs(["a"]) == {"a": 1}  # --retries 0: no re-run for a change
