@@ -6,7 +6,9 @@ Also the one unusual event in its life: deleted and made again while the loop ru
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from typing import Any
 
 from conductor_loop import lock
@@ -54,6 +56,7 @@ class HandoffHold:
     def open_state(self) -> list[Note]:
         """Open the state; notes say whether it was moved aside (corrupt) or imported from the Go loop."""
         self.state = StateStore(self.layout.root)
+        self.state.set_meta("live", None)  # a read-only or full state fails here, at start, not mid-run
         notes = []
         if self.state.recovered_from:
             notes.append(Note("state.recovered", {"moved_aside": self.state.recovered_from}, 30))
@@ -83,8 +86,9 @@ class HandoffHold:
     def release(self, last_run: dict[str, Any]) -> None:
         """Store the run's summary, close the state, drop the lock."""
         if self.state is not None:
-            self.state.set_meta("last_run", last_run)
-            self.state.set_meta("live", None)
+            with contextlib.suppress(sqlite3.Error):  # disk full or read-only: the run's summary is not kept
+                self.state.set_meta("last_run", last_run)
+                self.state.set_meta("live", None)
             self.state.close()
         if self._lock_fd is not None:
             lock.release(self._lock_fd)

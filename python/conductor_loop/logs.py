@@ -74,6 +74,8 @@ EVENTS: tuple[str, ...] = (
     "record.failed",
     "watcher.lost",
     "watcher.restored",
+    "intake.paused",
+    "intake.resumed",
 )
 
 _LEVELS: dict[str, int] = {

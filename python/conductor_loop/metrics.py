@@ -150,6 +150,11 @@ class Metrics:
             "1 while the file watcher is running and all its watches are in place, else 0.",
             registry=r,
         )
+        self.intake_paused = Gauge(
+            "conductor_intake_paused",
+            "1 while intake is paused for a storage fault (disk full, read-only state, no descriptors), else 0.",
+            registry=r,
+        )
 
     def observe_outcome(self, outcome: str, duration_s: float | None, *, timed_out: bool = False) -> None:
         """Count one filed intent.
@@ -197,6 +202,7 @@ class Health:
         self._writable: bool | None = None  # None: not checked yet
         self._writable_reason = "handoff directory not checked yet"
         self._stopping = False
+        self._storage_reason: str | None = None  # set while intake is paused for a storage fault
 
     @property
     def live_timeout(self) -> float:
@@ -226,6 +232,11 @@ class Health:
             self._writable = bool(ok)
             self._writable_reason = reason or ("handoff writable" if ok else "handoff directory not writable")
 
+    def set_storage(self, ok: bool, reason: str = "") -> None:
+        """Record whether intake is paused for a storage fault (``reason``: which path, which errno)."""
+        with self._lock:
+            self._storage_reason = None if ok else (reason or "storage fault")
+
     def set_stopping(self, flag: bool) -> None:
         """Record that the loop is shutting down (no longer takes new intents)."""
         with self._lock:
@@ -249,7 +260,7 @@ class Health:
         with self._lock:
             watcher, watcher_reason = self._watcher, self._watcher_reason
             writable, writable_reason = self._writable, self._writable_reason
-            reconciling, stopping = self._reconciling, self._stopping
+            reconciling, stopping, storage = self._reconciling, self._stopping, self._storage_reason
         if stopping:
             return False, "stopping"
         if watcher is not True:
@@ -258,6 +269,8 @@ class Health:
             return False, "reconciling"
         if writable is not True:
             return False, writable_reason
+        if storage is not None:
+            return False, f"intake paused: {storage}"
         return True, "ok"
 
     def livez(self) -> tuple[bool, str]:

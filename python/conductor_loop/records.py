@@ -143,6 +143,8 @@ class WorkResult:
     planned: str | None = None
     #: Error log body for failures.
     detail: str = ""
+    #: A storage fault behind this result (disk full, read-only): the loop pauses intake (conductor_loop.faults).
+    fault: str | None = None
     doc: dict[str, Any] | None = field(default=None)
 
 
@@ -224,3 +226,5 @@ class GroupRecorded:
     group: list[WorkResult]
     filed: list[Filed]
     error: str | None = None
+    #: The error is a storage fault (conductor_loop.faults): intake pauses until a probe passes.
+    fault: str | None = None

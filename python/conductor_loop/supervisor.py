@@ -29,6 +29,7 @@ from typing import Any
 from conductor_loop import leftovers
 from conductor_loop.config import RunConfig
 from conductor_loop.executor import Executor, load_executor
+from conductor_loop.faults import fatal_at_start
 from conductor_loop.feed import Feed
 from conductor_loop.handoff import HandoffHold
 from conductor_loop.intake import Intake, peek_priority
@@ -51,6 +52,7 @@ from conductor_loop.retention import Retention
 from conductor_loop.signals import SignalInbox
 from conductor_loop.staff import Staff, worker_bounds
 from conductor_loop.state import StateStore
+from conductor_loop.storage import StorageGuard
 from conductor_loop.telemetry import (
     Figures,
     HandoffChecked,
@@ -103,6 +105,7 @@ class Supervisor:
         self.staff: Staff | None = None
         self.recorder: Recorder | None = None
         self.hold = HandoffHold(self.layout, self.out)
+        self.storage = StorageGuard((self.layout.state_dir, self.out), self.telemetry, self.layout.db)
         self._next_sweep = 0.0
         self._last_scale = 0.0
 
@@ -133,10 +136,12 @@ class Supervisor:
     # ------------------------------------------------------------------------ open → close --
     def run(self) -> RunSummary:
         """Run until the backlog is drained (once mode) or until stopped by a signal."""
-        self.hold.take()  # raises FatalError, LockHeld
+        with fatal_at_start(self.layout.root, self.layout.db):
+            self.hold.take()  # raises FatalError, LockHeld
         self.signals.install()
         try:
-            self.start()
+            with fatal_at_start(self.layout.root, self.layout.db):
+                self.start()
             self.loop()
         finally:
             self.close()
@@ -161,7 +166,7 @@ class Supervisor:
         backlog = self.recover()
         self.recorder = Recorder(self.layout, self.out)
         self.recorder.start_and_wait()
-        self.results = Results(self.queue, self.recorder, self.feed, self.telemetry, self._status_basis)
+        self.results = Results(self.queue, self.recorder, self.feed, self.telemetry, self._status_basis, self.storage)
         self.staff.start(backlog, self.cfg.once)
         self.telemetry.note("loop.start", handoff=self.layout.root, mode=self.cfg.mode, porch=self.cfg.porch,
                             workers=self.pool.size, backlog=backlog, once=self.cfg.once, watch=self.watch.backend,
@@ -219,14 +224,15 @@ class Supervisor:
         while True:
             self.health.tick()
             self.handle_signals()
-            self.take_watch()
-            if self.finished():
-                return
-            self.dispatch()
-            self.collect(self.wait())
-            self.file_results()
-            self.housekeep(interval)
-            self.autoscale()
+            with self.storage.absorbing():  # a storage fault (EMFILE, ENOSPC…) in a step pauses intake
+                self.take_watch()
+                if self.finished():
+                    return
+                self.dispatch()
+                self.collect(self.wait())
+                self.file_results()
+                self.housekeep(interval)
+                self.autoscale()
 
     def finished(self) -> bool:
         """Forced stop; graceful stop with nothing in flight; or once mode drained."""
@@ -239,7 +245,7 @@ class Supervisor:
     def dispatch(self) -> None:
         """Hand ready intents to workers with room, in batches (retries whose time came first)."""
         assert self.pool is not None
-        if not self._stopping:
+        if not self._stopping and not self.storage.paused:
             self.queue.release_due()
             while self.queue.has_ready():
                 workers = [w for w in self.pool.idle_workers() if len(w.inflight) < BATCHES_PER_WORKER]
@@ -277,6 +283,7 @@ class Supervisor:
         """Every sweep interval: kill stalled workers, check the handoff, sweep, clean up; else young files."""
         assert self.pool is not None
         now = time.monotonic()
+        self.storage.check(self.state, sweep=now >= self._next_sweep)
         if now >= self._next_sweep:
             self._next_sweep = now + interval
             for death in self.pool.stalled(self.cfg.timeout + 10.0):
@@ -300,14 +307,15 @@ class Supervisor:
         if now - self._last_scale < 1.0:
             return
         self._last_scale = now
-        self.state.set_meta("live", self.telemetry.live(self._figures()))
+        self.storage.guard(self.state.set_meta, "live", self.telemetry.live(self._figures()))
         if not self._stopping:
             self.staff.autoscale(now, self.queue.backlog)
 
     def _next_timeout(self) -> float:
         assert self.results is not None
         t = self._next_sweep - time.monotonic()
-        for later in (self.results.flush_in(), self.queue.next_due(), self.intake.next_look()):
+        nexts = (self.results.flush_in(), self.queue.next_due(), self.intake.next_look(), self.storage.pause.next_in())
+        for later in nexts:
             if later is not None:
                 t = min(t, later)
         return max(0.0, min(t, 1.0))
@@ -429,6 +437,6 @@ class Supervisor:
 
     def _cleanup(self) -> None:
         if self.state is not None and self.retention.due():
-            removed = self.retention.clean(self.state)
+            removed = self.storage.guard(self.retention.clean, self.state)
             if removed is not None:
                 self.telemetry.note("cleanup.removed", files=removed[0], rows=removed[1])

@@ -18,6 +18,7 @@ from typing import Any
 
 from conductor_loop.clock import rfc3339
 from conductor_loop.executor import ExecRequest, ExecResult, Executor, load_executor
+from conductor_loop.faults import fault_of, space_fault
 from conductor_loop.filing import error_log_text, result_status_doc, write_status
 from conductor_loop.layout import Layout
 from conductor_loop.leftovers import porch_env
@@ -87,9 +88,11 @@ class IntentProcessor:
     def _executed(self, res: WorkResult, item: WorkItem, out: ExecResult) -> None:
         res.exit_code, res.timed_out, res.output_dir = out.exit_code, out.timed_out, out.output_dir
         res.message = out.message
+        if not out.ok:  # porch failing on a full or read-only --out is the environment's fault: retried
+            res.fault = space_fault(self.settings.out)
         if out.ok:
             res.outcome = Outcome.SUCCESS
-        elif out.retryable and self.policy.may_retry(item.attempt):
+        elif (out.retryable or res.fault) and self.policy.may_retry(item.attempt):
             res.outcome = Outcome.RETRY
         else:
             res.outcome = Outcome.FAILED
@@ -125,6 +128,7 @@ class IntentProcessor:
                 message=f"internal error in worker: {type(exc).__name__}: {exc}",
                 attempt=item.attempt,
                 worker=self.worker_id,
+                fault=fault_of(exc),
             )
 
 
