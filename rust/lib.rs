@@ -14,7 +14,6 @@ pub mod names;
 pub mod poll;
 mod pywatch;
 pub mod settle;
-pub mod spawn;
 pub mod watch;
 pub mod watcher;
 
@@ -178,31 +177,6 @@ fn fit_name(name: OsString, suffix: OsString, limit: i64) -> PyResult<OsString> 
     }
 }
 
-/// Start porch in its own session with only stdin (``/dev/null``), stdout and stderr inherited,
-/// default signal dispositions, and ``PR_SET_PDEATHSIG`` = SIGKILL; returns its pid.
-#[pyfunction]
-fn spawn_porch(
-    py: Python<'_>,
-    program: PathBuf,
-    argv: Vec<OsString>,
-    env: std::collections::HashMap<OsString, OsString>,
-    stdout: i32,
-    stderr: i32,
-) -> PyResult<u32> {
-    if argv.is_empty() {
-        return Err(PyValueError::new_err("argv must not be empty"));
-    }
-    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
-    let spec = spawn::SpawnSpec {
-        program: &program,
-        argv: &argv,
-        env: &env,
-        stdout,
-        stderr,
-    };
-    py.detach(|| spawn::spawn(&spec)).map_err(to_pyerr)
-}
-
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -218,7 +192,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(syncfs, m)?)?;
     m.add_function(wrap_pyfunction!(fsync_dir, m)?)?;
     m.add_function(wrap_pyfunction!(fit_name, m)?)?;
-    m.add_function(wrap_pyfunction!(spawn_porch, m)?)?;
     pywatch::register(m)?;
     m.add("MOVE_TEMP_MARKER", fsops::MOVE_TEMP_MARKER)?;
     m.add("ATOMIC_TEMP_MARKER", fsops::ATOMIC_TEMP_MARKER)?;

@@ -6,7 +6,7 @@ two-path operations); a bad argument (e.g. a ``name`` containing ``/``) raises `
 Paths may be given as ``str`` or ``os.PathLike``; paths are returned as ``str``.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from os import PathLike
 from types import TracebackType
 from typing import TypeVar, overload
@@ -100,16 +100,6 @@ def syncfs(path: str) -> None:
 
 def fsync_dir(path: str) -> None:
     """fsync a directory so that renames and unlinks in it are durable."""
-
-def spawn_porch(program: str, argv: Sequence[str], env: Mapping[str, str], stdout: int, stderr: int) -> int:
-    """Start ``program`` with ``argv`` (``argv[0]`` included) and exactly ``env``; returns its pid.
-
-    The child gets its own session (``setsid``), stdin from ``/dev/null``, stdout and stderr dup'ed from
-    the given descriptors and no other descriptor (everything above 2 is close-on-exec), every signal at
-    its default disposition with none blocked, and ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with the
-    thread that started it. The caller waits for it. Raises ``OSError`` (with the program as filename)
-    when it cannot be started, ``ValueError`` for an empty argv or a NUL byte.
-    """
 
 class Batch:
     """One result of :meth:`BaseWatcher.take_batch` / :meth:`BaseWatcher.next_batch`."""

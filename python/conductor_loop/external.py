@@ -12,10 +12,12 @@ import signal
 import time
 from typing import Any
 
-from conductor_loop import _core
 from conductor_loop.execapi import ExecRequest, ExecResult, failure, ms_since
 
 TAIL_BYTES = 64 * 1024
+#: Every signal porch may have a disposition for: all back to the default in porch (the loop ignores
+#: SIGPIPE, SIGTTIN, SIGTTOU …, and an ignored signal stays ignored across exec).
+_CATCHABLE = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 """How much of porch's stdout and stderr is kept (the last bytes of each)."""
 
 KILL_GRACE = 5.0
@@ -166,9 +168,10 @@ class _Run:
 class ExternalExecutor:
     """Runs an external porch binary: ``[porch, "-intent", F, "-out", D] (+ ["-structured"])``.
 
-    The child (started by the Rust core, :func:`conductor_loop._core.spawn_porch`) gets its own session
-    and process group, stdin from ``/dev/null``, stdout and stderr to pipes and no other descriptor,
-    default signal dispositions, ``PR_SET_PDEATHSIG`` = SIGKILL (it dies with its worker), and a clean
+    The child (``posix_spawn``: vfork-fast, where a fork would copy the worker's page tables) gets its own
+    session and process group, stdin from ``/dev/null``, stdout and stderr to pipes and no other descriptor
+    (the worker marked what it inherited close-on-exec), every signal at its default disposition with none
+    blocked, and a clean
     environment (``PATH``, ``HOME``, ``LANG``, ``CONDUCTOR_*``, plus ``CONDUCTOR_INTENT_SHA256``,
     ``CONDUCTOR_ATTEMPT`` and ``CONDUCTOR_CORRELATION_ID``). On timeout the whole group gets SIGTERM,
     then SIGKILL after :data:`KILL_GRACE` seconds. When the call returns, the child is reaped and every
@@ -229,7 +232,19 @@ class ExternalExecutor:
             os.close(w_out)
             return failure(f"could not start porch: {exc.strerror or exc}", start, retryable=True)
         try:
-            pid = _core.spawn_porch(self.porch_path, self.argv(req), self.env(req), w_out, w_err)
+            pid = os.posix_spawn(
+                self.porch_path,
+                self.argv(req),
+                self.env(req),
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, w_out, 1),
+                    (os.POSIX_SPAWN_DUP2, w_err, 2),
+                ],
+                setsid=True,
+                setsigmask=(),
+                setsigdef=_CATCHABLE,
+            )
         except (OSError, ValueError) as exc:
             for fd in (r_out, r_err):
                 os.close(fd)

@@ -1,11 +1,11 @@
 """Porch processes a dead worker or a dead run left behind: found by their tag and killed (docs/SECURITY.md).
 
-Porch dies with its worker (``PR_SET_PDEATHSIG``) and a worker aborts, killing porch's whole process
-group, when the supervisor dies. What can still be left is what porch itself started, when its worker was
-SIGKILLed: porch went, its children stayed. Every external porch gets ``CONDUCTOR_LOOP`` (this handoff's
-tag) and ``CONDUCTOR_WORKER`` in its environment, which its children inherit; the loop kills the
-processes carrying its tag at start (before any worker of its own runs: the handoff's lock says no other
-loop can own them) and those carrying a worker's id when that worker died. A child that rewrites its
+A worker aborts, killing porch's whole process group, when the supervisor dies (its lifeline). What can
+still be left is porch and what it started when its worker was SIGKILLed, or when the whole run was.
+Every external porch gets ``CONDUCTOR_LOOP`` (this handoff's tag) and ``CONDUCTOR_WORKER`` in its
+environment, which its children inherit; the loop kills the processes carrying its tag at start (before
+any worker of its own runs: the handoff's lock says no other loop can own them) and those carrying a
+worker's id when that worker died. A child that rewrites its
 environment or leaves the session is out of reach: contain it with the service manager's cgroup
 (docs/SECURITY.md, "Out of scope").
 """

@@ -8,6 +8,7 @@ hashed are the bytes validated and handed to the executor (one read,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -152,8 +153,8 @@ def _abort_when_orphaned(fd: int) -> None:
 
     A worker's parent is the forkserver, which outlives the supervisor while any worker lives, so
     ``PR_SET_PDEATHSIG`` cannot tie a worker to the supervisor; its pipe can. Abort unwinds through the
-    executor, which kills porch's whole process group (and porch dies with its worker anyway:
-    :func:`conductor_loop._core.spawn_porch` sets its ``PR_SET_PDEATHSIG``).
+    executor, which kills porch's whole process group (a worker that dies without unwinding has its porch
+    killed by the supervisor: :mod:`conductor_loop.leftovers`).
     """
 
     def watch() -> None:
@@ -166,9 +167,21 @@ def _abort_when_orphaned(fd: int) -> None:
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
 
+def _keep_descriptors_from_porch() -> None:
+    """Mark every descriptor this worker inherited close-on-exec (the forkserver's and the resource
+    tracker's pipes, the supervisor's socket, the heartbeat's file): porch gets stdin, stdout and stderr
+    only. Descriptors Python opens later are close-on-exec already."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+                os.set_inheritable(fd, False)
+
+
 def worker_main(slot: int, settings: WorkerSettings, conn: Connection, heartbeat: Any) -> None:
     """Body of a worker process: process batches until told to stop or the pipe closes."""
     _ignore_loop_signals()
+    _keep_descriptors_from_porch()
     _abort_when_orphaned(conn.fileno())
     processor = IntentProcessor(settings, slot + 1)
     while True:
