@@ -53,6 +53,8 @@ from conductor_loop.telemetry import (
     Figures,
     HandoffChecked,
     Phase,
+    StateOpened,
+    Swept,
     Telemetry,
     WatchNews,
 )
@@ -62,8 +64,6 @@ from conductor_loop.workqueue import WorkQueue
 
 __all__ = ["FatalError", "LockHeld", "RunSummary", "Supervisor"]
 
-#: Batches in flight per worker: one running, one ready behind it.
-BATCHES_PER_WORKER = 2
 _LOOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
@@ -147,6 +147,8 @@ class Supervisor:
         """Open the state, start watching, recover, start the recorder and the workers."""
         for note in self.hold.open_state():
             self.telemetry.emit(note)
+        assert self.state is not None
+        self.telemetry.emit(StateOpened(self.state.last_success_at()))
         self.feed.state = self.state
         self.telemetry.emit(Phase("reconciling"))
         backend, why = choose_backend(self.layout.root, self.cfg.watch)
@@ -199,7 +201,6 @@ class Supervisor:
         self.hold.release(self.telemetry.last_run())
         self.signals.close()
         self.telemetry.emit(Figures(0, 0, 0, 0, 0, 0))
-        self.telemetry.metrics.workers.set(0)
 
     def _debounce_ms(self) -> int:
         return max(0, round(self.cfg.debounce * 1000))
@@ -235,7 +236,7 @@ class Supervisor:
         if not self._stopping:
             self.queue.release_due()
             while self.queue.has_ready():
-                workers = [w for w in self.pool.idle_workers() if len(w.inflight) < BATCHES_PER_WORKER]
+                workers = [w for w in self.pool.idle_workers() if len(w.inflight) < self.queue.per_worker()]
                 if not workers:
                     break
                 batch = self.queue.take_batch(self.pool.size)
@@ -256,6 +257,7 @@ class Supervisor:
         assert self.pool is not None and self.results is not None
         results, deaths = self.pool.collect(ready)
         for _w, got in results:
+            self.queue.observe(r.attempt_ms / 1000.0 for r in got if r.attempt_log)
             self.results.add(got)
         for death in deaths:
             self._on_death(death)
@@ -280,6 +282,7 @@ class Supervisor:
             writable = os.access(self.layout.root, os.W_OK | os.X_OK)
             self.telemetry.emit(HandoffChecked(writable, "" if writable else f"{self.layout.root} is not writable"))
             if not self._stopping:
+                self.telemetry.emit(Swept())
                 self.feed.sweep()
             self._cleanup()
         elif self.intake.young and not self._stopping:
@@ -292,7 +295,9 @@ class Supervisor:
         if now - self._last_scale < 1.0:
             return
         self._last_scale = now
-        self.state.set_meta("live", self.telemetry.live(self._figures()))
+        figures = self._figures()
+        self.telemetry.emit(figures)  # the gauges and `status` show the same figures
+        self.state.set_meta("live", self.telemetry.live(figures))
         if not self._stopping:
             self.staff.autoscale(now, self.queue.backlog)
 
@@ -366,6 +371,8 @@ class Supervisor:
     def _begin_stop(self, name: str) -> None:
         if not self._stopping:
             self._stopping = True
+            if self.pool is not None:
+                self.pool.hand_back()  # only running intents finish: a stop takes <= --timeout + 5 s
             self.telemetry.emit(Phase("stopping"))
             self.telemetry.note("loop.stopping", signal=name, inflight=len(self.queue.inflight))
 

@@ -103,6 +103,18 @@ class Rescanned:
 
 
 @dataclass(frozen=True, slots=True)
+class Swept:
+    """A periodic sweep of the handoff directory (not a rescan: no event was known to be lost)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateOpened:
+    """The state was opened; ``last_success`` is when its newest success was recorded (None: none)."""
+
+    last_success: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class HandoffChecked:
     """Whether the handoff directory is writable."""
 
@@ -131,7 +143,7 @@ class Figures:
 
 Event = (
     Note | IntentFiled | IntentNotFiled | IntentRetried | WorkerEvent | WorkerExited | PoolSized | WatchNews
-    | Rescanned | HandoffChecked | Phase | Figures
+    | Rescanned | Swept | StateOpened | HandoffChecked | Phase | Figures
 )
 
 ProgressHook = Callable[[RunSummary, int], None]
@@ -157,6 +169,8 @@ class Telemetry:
             PoolSized: self._pool_sized,
             WatchNews: self._watch,
             Rescanned: self._rescanned,
+            Swept: self._swept,
+            StateOpened: self._state_opened,
             HandoffChecked: self._handoff,
             Phase: self._phase,
             Figures: self._figures,
@@ -254,6 +268,12 @@ class Telemetry:
         self.metrics.rescans_total.inc()
         log_event("loop.rescan", reason=e.reason)
 
+    def _swept(self, _e: Swept) -> None:
+        self.metrics.sweeps_total.inc()
+
+    def _state_opened(self, e: StateOpened) -> None:
+        self.metrics.last_success_timestamp.set(e.last_success or 0.0)
+
     def _handoff(self, e: HandoffChecked) -> None:
         self.health.set_handoff_writable(e.writable, e.reason)
 
@@ -263,7 +283,9 @@ class Telemetry:
             self.health.set_stopping(True)
 
     def _figures(self, e: Figures) -> None:
-        self.metrics.queue_depth.set(e.ready)
+        # Every turn, so every scrape is true; the queue as ``status`` shows it (retries waiting included).
+        self.metrics.queue_depth.set(e.ready + e.delayed)
+        self.metrics.workers.set(e.workers)
         self.metrics.workers_busy.set(e.busy)
 
     # -- the live figures and the summary ------------------------------------------------------
