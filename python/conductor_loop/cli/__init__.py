@@ -10,6 +10,7 @@
 | :mod:`~conductor_loop.cli.retry` | ``retry`` |
 | :mod:`~conductor_loop.cli.statecmd` | ``state export|import|prune`` |
 | :mod:`~conductor_loop.cli.config_show` | ``config show`` |
+| :mod:`~conductor_loop.cli.helptext` | every ``--help`` ends with its examples |
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from conductor_loop import __version__
 from conductor_loop.cli.common import EXIT_USAGE, fail
 from conductor_loop.cli.config_show import config_group
 from conductor_loop.cli.goflags import GoFlagError, translate
+from conductor_loop.cli.helptext import examples_last
 from conductor_loop.cli.retry import retry_cmd
 from conductor_loop.cli.run import run
 from conductor_loop.cli.statecmd import state_group
@@ -45,6 +47,7 @@ def cli() -> None:
 
 for _command in (run, validate, porch, status_cmd, retry_cmd, state_group, config_group):
     cli.add_command(_command)
+examples_last(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
