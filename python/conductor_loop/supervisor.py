@@ -64,6 +64,8 @@ from conductor_loop.workqueue import WorkQueue
 
 __all__ = ["FatalError", "LockHeld", "RunSummary", "Supervisor"]
 
+#: The live figures are published this often, and when they changed at most this often (seconds).
+LIVE_EVERY, LIVE_CHANGED_EVERY = 1.0, 0.25
 _LOOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
@@ -103,6 +105,8 @@ class Supervisor:
         self.hold = HandoffHold(self.layout, self.out)
         self._next_sweep = 0.0
         self._last_scale = 0.0
+        self._last_live = 0.0
+        self._live_figures: Figures | None = None
 
     @property
     def summary(self) -> RunSummary:
@@ -217,6 +221,7 @@ class Supervisor:
             if self.finished():
                 return
             self.dispatch()
+            self.publish()
             self.collect(self.wait())
             self.file_results()
             self.housekeep(interval)
@@ -288,16 +293,23 @@ class Supervisor:
         elif self.intake.young and not self._stopping:
             self.feed.look_again()
 
+    def publish(self) -> None:
+        """The live figures ``status`` shows: once a second, and when they changed (at most every 0.25 s)."""
+        assert self.state is not None
+        now, figures = time.monotonic(), self._figures()
+        since = now - self._last_live
+        if since >= LIVE_EVERY or (since >= LIVE_CHANGED_EVERY and figures != self._live_figures):
+            self._last_live, self._live_figures = now, figures
+            self.telemetry.emit(figures)  # the gauges and `status` show the same figures
+            self.state.set_meta("live", self.telemetry.live(figures))
+
     def autoscale(self) -> None:
-        """Once a second: publish the live figures and let the autoscaler size the pool."""
-        assert self.staff is not None and self.state is not None
+        """Once a second: let the autoscaler size the pool."""
+        assert self.staff is not None
         now = time.monotonic()
         if now - self._last_scale < 1.0:
             return
         self._last_scale = now
-        figures = self._figures()
-        self.telemetry.emit(figures)  # the gauges and `status` show the same figures
-        self.state.set_meta("live", self.telemetry.live(figures))
         if not self._stopping:
             self.staff.autoscale(now, self.queue.backlog)
 

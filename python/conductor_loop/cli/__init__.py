@@ -20,7 +20,6 @@ from collections.abc import Sequence
 
 import click
 
-from conductor_loop import __version__
 from conductor_loop.cli.common import EXIT_USAGE, fail
 from conductor_loop.cli.config_show import config_group
 from conductor_loop.cli.goflags import GoFlagError, translate
@@ -35,7 +34,7 @@ __all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, "--version", prog_name="conductor-loop")
+@click.version_option(None, "--version", package_name="conductor-loop", prog_name="conductor-loop")
 def cli() -> None:
     """Watch a handoff directory for intent files, run porch for each, and file the result.
 
