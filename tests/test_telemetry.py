@@ -78,3 +78,17 @@ def test_the_last_success_is_restored_from_the_state_at_start() -> None:
     assert value(m, "conductor_last_success_timestamp_seconds") == 1_700_000_123.5
     t.emit(StateOpened(None))  # a state without a success
     assert value(m, "conductor_last_success_timestamp_seconds") == 0
+
+
+def test_live_figures_are_published_when_they_change_at_most_every_quarter_second() -> None:
+    m = Metrics()
+    t = Telemetry(m, Health())
+    written: list[dict[str, Any]] = []
+    busy, idle = Figures(3, 1, 1, 1, 1, 2), Figures(2, 1, 1, 1, 0, 2)
+    assert t.publish_live(busy, written.append)
+    assert value(m, "conductor_queue_depth") == 4  # the gauges get the published figures too
+    assert not t.publish_live(idle, written.append)  # changed, but too soon
+    t._live_at -= 0.3
+    assert not t.publish_live(busy, written.append)  # unchanged: waits for the second
+    assert t.publish_live(idle, written.append)
+    assert [(w["queue"], w["busy"]) for w in written] == [(4, 1), (3, 0)]

@@ -64,8 +64,6 @@ from conductor_loop.workqueue import WorkQueue
 
 __all__ = ["FatalError", "LockHeld", "RunSummary", "Supervisor"]
 
-#: The live figures are published this often, and when they changed at most this often (seconds).
-LIVE_EVERY, LIVE_CHANGED_EVERY = 1.0, 0.25
 _LOOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
@@ -105,8 +103,6 @@ class Supervisor:
         self.hold = HandoffHold(self.layout, self.out)
         self._next_sweep = 0.0
         self._last_scale = 0.0
-        self._last_live = 0.0
-        self._live_figures: Figures | None = None
 
     @property
     def summary(self) -> RunSummary:
@@ -294,14 +290,10 @@ class Supervisor:
             self.feed.look_again()
 
     def publish(self) -> None:
-        """The live figures ``status`` shows: once a second, and when they changed (at most every 0.25 s)."""
-        assert self.state is not None
-        now, figures = time.monotonic(), self._figures()
-        since = now - self._last_live
-        if since >= LIVE_EVERY or (since >= LIVE_CHANGED_EVERY and figures != self._live_figures):
-            self._last_live, self._live_figures = now, figures
-            self.telemetry.emit(figures)  # the gauges and `status` show the same figures
-            self.state.set_meta("live", self.telemetry.live(figures))
+        """The live figures ``status`` shows (telemetry decides when: :meth:`Telemetry.publish_live`)."""
+        state = self.state
+        assert state is not None
+        self.telemetry.publish_live(self._figures(), lambda live: state.set_meta("live", live))
 
     def autoscale(self) -> None:
         """Once a second: let the autoscaler size the pool."""

@@ -147,6 +147,8 @@ Event = (
 )
 
 ProgressHook = Callable[[RunSummary, int], None]
+#: The live figures are published this often, and when they changed at most this often (seconds).
+LIVE_EVERY, LIVE_CHANGED_EVERY = 1.0, 0.25
 
 
 class Telemetry:
@@ -159,6 +161,8 @@ class Telemetry:
         self.summary = RunSummary()
         self.total_hint = 0
         self.started_at = time.time()
+        self._live_at = 0.0
+        self._live_figures: Figures | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             Note: self._note,
             IntentFiled: self._filed,
@@ -289,6 +293,20 @@ class Telemetry:
         self.metrics.workers_busy.set(e.busy)
 
     # -- the live figures and the summary ------------------------------------------------------
+    def publish_live(self, f: Figures, write: Callable[[dict[str, Any]], None]) -> bool:
+        """Write the live figures once a second, and when they changed (at most every 0.25 s).
+
+        The gauges get the same figures at the same moment, so a scrape and ``status`` agree.
+        """
+        now = time.monotonic()
+        since = now - self._live_at
+        if since < LIVE_CHANGED_EVERY or (since < LIVE_EVERY and f == self._live_figures):
+            return False
+        self._live_at, self._live_figures = now, f
+        self.emit(f)
+        write(self.live(f))
+        return True
+
     def live(self, f: Figures) -> dict[str, Any]:
         """The figures ``conductor-loop status`` shows while the loop runs."""
         s = self.summary
