@@ -21,6 +21,11 @@ and ``CONDUCTOR_*`` through to porch):
                  ``END-OF-STDOUT`` / ``END-OF-STDERR``), then behave like ``ok``;
     ``daemon``   fork a child that sleeps 60 s holding stdout/stderr open (its pid goes to
                  ``CONDUCTOR_FAKEPORCH_PIDFILE``); the parent behaves like ``ok``.
+    ``touch``    behave like ``ok``, then set the intent's mtime to now (``touch``);
+    ``rewrite``  behave like ``ok``, then write the intent again with the same bytes (a new inode's worth
+                 of events: truncate and write in place);
+    ``mutate``   behave like ``ok``, then append a newline to the intent (new content on every run);
+    ``delete``   behave like ``ok``, then delete the intent and exit 0.
 ``CONDUCTOR_FAKEPORCH_FAIL_MATCH=SUBSTRING``
     fail (stderr message, exit 3) when the intent path contains SUBSTRING, whatever the mode.
 ``CONDUCTOR_FAKEPORCH_HANG_MATCH=SUBSTRING``
@@ -139,6 +144,22 @@ def _fork_sleeper(seconds: float) -> None:
     _record_pid(pid)
 
 
+def _after(mode: str, intent: str) -> None:
+    """What the intent-touching modes do to their intent once the package is written."""
+    if mode == "touch":
+        os.utime(intent)
+    elif mode in ("rewrite", "mutate"):
+        with open(intent, "rb") as fh:
+            data = fh.read()
+        with open(intent, "wb") as fh:
+            fh.write(data + (b"\n" if mode == "mutate" else b""))
+    elif mode == "delete":
+        os.unlink(intent)
+
+
+_AFTER_MODES = ("touch", "rewrite", "mutate", "delete")
+
+
 def main() -> int:
     """Behave like porch as the environment asks; return the exit code."""
     argv = sys.argv[:]
@@ -179,6 +200,10 @@ def main() -> int:
             stream.flush()
     elif mode == "daemon":
         _fork_sleeper(60)
+    elif mode in _AFTER_MODES:
+        code = _ok(intent, out)
+        _after(mode, intent)
+        return code
     elif mode != "ok":
         print(f"fakeporch: unknown CONDUCTOR_FAKEPORCH_MODE {mode!r}", file=sys.stderr)
         return 2

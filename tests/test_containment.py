@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,61 @@ def test_status_files_and_error_logs_are_0640_whatever_the_umask(handoff: Path, 
     for p in (handoff / "status" / "intent-ok.json.status", handoff / "status" / "intent-bad.json.status",
               handoff / "failed" / "intent-bad.json.error.log"):
         assert p.stat().st_mode & 0o777 == 0o640, p
+
+
+def test_no_multiprocessing_temp_dirs_leak_on_sigkill(handoff: Path, out_dir: Path) -> None:
+    import glob
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="t", dir="/tmp"))  # short: the forkserver's socket lives under it
+    env = {"TMPDIR": str(tmp)}
+    for _ in range(3):
+        loop = LoopProcess(handoff, out_dir, "--debounce", "100ms", metrics=False, env=env)
+        loop.wait_event("loop.start")
+        os.killpg(loop.proc.pid, signal.SIGKILL)
+        loop.close()
+    assert glob.glob(str(tmp / "pymp-*")) == []  # never in the shared temp dir
+    stale = glob.glob(str(tmp / "cl-*" / "pymp-*"))
+    assert stale  # the last killed run's, in the handoff's own directory
+    loop = LoopProcess(handoff, out_dir, "--debounce", "100ms", metrics=False, env=env)
+    try:
+        loop.wait_event("loop.start")
+        assert [p for p in stale if os.path.exists(p)] == []  # removed at this start
+    finally:
+        loop.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_what_porch_started_is_reaped_when_its_worker_or_run_dies(handoff: Path, out_dir: Path, fake_porch: Path,
+                                                                  porch_log: Path, tmp_path: Path) -> None:
+    pidfile = tmp_path / "children"
+    env = {"CONDUCTOR_FAKEPORCH_LOG": str(porch_log), "CONDUCTOR_FAKEPORCH_MODE": "family",
+           "CONDUCTOR_FAKEPORCH_PIDFILE": str(pidfile)}
+    args = ("--porch", str(fake_porch), "--workers", "1", "--timeout", "60s", "--debounce", "100ms")
+    loop = LoopProcess(handoff, out_dir, *args, env=env)
+    try:
+        loop.ready()
+        write_intent(handoff, "intent-a.json")
+        child = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().split(), what="porch's child")[0])
+        os.kill(_parent(read_calls(porch_log)[0]["pid"]), signal.SIGKILL)  # its worker dies
+        wait_for(lambda: not _alive(child), timeout=30, what="porch's child reaped with its worker")
+        [event] = loop.wait_event("porch.reaped", reason="its worker died")
+        assert event["count"] >= 1
+        # The intent runs again; now the whole run dies at once (supervisor, workers: one SIGKILL each).
+        second = int(wait_for(lambda: pidfile.read_text().split()[1:], timeout=60, what="a second child")[0])
+        os.killpg(loop.proc.pid, signal.SIGKILL)
+        loop.close()
+        time.sleep(1.0)
+        assert _alive(second)  # orphaned: porch died with its worker, its child did not
+        loop = LoopProcess(handoff, out_dir, *args, env=env)
+        wait_for(lambda: not _alive(second), timeout=30, what="the leftover reaped at start")
+        loop.wait_event("porch.reaped", reason="left by an earlier run")
+    finally:
+        loop.close()
+        for pid in (pidfile.read_text().split() if pidfile.exists() else []):
+            if _alive(int(pid)):
+                os.kill(int(pid), signal.SIGKILL)
+        for call in read_calls(porch_log):
+            if _alive(call["pid"]):
+                os.kill(call["pid"], signal.SIGKILL)

@@ -68,4 +68,39 @@ def test_record_then_move_and_answer_as_data(tmp_path: Path) -> None:
     with StateStore(layout.root, readonly=True) as state:
         row = state.get(ok.path)
         assert row is not None and row.status == "success" and row.filed_at is not None
-        assert state.counts()["failed"] == 1
+        assert state.counts()["failed"] == 2  # the failure, and the intent that vanished (README, "Status files")
+        vanished = state.get(gone.path)
+        assert vanished is not None and vanished.status == "failed" and vanished.moved_to is None
+    doc = json.loads(Path(layout.status_path("intent-gone.json")).read_text())
+    assert doc["status"] == "failed" and doc["moved_to"] is None
+    assert doc["message"].startswith("intent vanished while porch ran")
+
+
+def test_same_bytes_are_filed_new_bytes_fail_on_their_last_run(tmp_path: Path) -> None:
+    import hashlib
+    import time
+
+    layout = Layout(str(tmp_path / "handoff"))
+    layout.make_dirs()
+    rec = Recorder(layout, str(tmp_path))
+    rec.start_and_wait()
+    try:
+        touched, rewritten, last = (result(layout, n) for n in ("intent-t.json", "intent-r.json", "intent-l.json"))
+        for r in (touched, rewritten, last):
+            r.sha256 = hashlib.sha256(b"{}").hexdigest()
+        later = time.time() + 5
+        os.utime(touched.path, (later, later))
+        Path(rewritten.path).write_text("{}")
+        Path(last.path).write_text('{"new": 1}')
+        rec.submit([touched, rewritten, last], changed=[rewritten.path], last_runs={last.path: 3})
+        (answer,) = answers(rec)
+    finally:
+        rec.stop()
+        rec.close()
+    kinds = {os.path.basename(f.result.path): (f.kind, f.result.outcome) for f in answer.filed}
+    assert kinds == {"intent-t.json": (Filing.FILED, Outcome.SUCCESS), "intent-r.json": (Filing.FILED, Outcome.SUCCESS),
+                     "intent-l.json": (Filing.FILED, Outcome.FAILED)}
+    assert Path(layout.failed, "intent-l.json").read_text() == '{"new": 1}'
+    doc = json.loads(Path(layout.status_path("intent-l.json")).read_text())
+    assert doc["status"] == "failed" and "on 3 runs in a row" in doc["message"]
+    assert doc["sha256"] == hashlib.sha256(b'{"new": 1}').hexdigest()

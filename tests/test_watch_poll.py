@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -39,9 +40,8 @@ def test_new_files_rewrites_renames_and_deletes(handoff: Path, out_dir: Path, tm
         wait_for(lambda: status_of(handoff, "intent-new.json") and status_of(handoff, "intent-renamed.json"),
                  what="both filed")
         # A rewrite of a filed name with new content is a new intent.
-        write_intent(handoff, "intent-new.json", replicas=5)
-        wait_for(lambda: status_of(handoff, "intent-new.json")["size"] != len(json.dumps(intent_body(replicas=2))),
-                 what="rewrite filed")
+        new = hashlib.sha256(write_intent(handoff, "intent-new.json", replicas=5).read_bytes()).hexdigest()
+        wait_for(lambda: status_of(handoff, "intent-new.json")["sha256"] == new, what="rewrite filed")
         time.sleep(0.8)
         assert loop.stop() == 0
     assert set(statuses(handoff)) == {"intent-new.json", "intent-renamed.json"}

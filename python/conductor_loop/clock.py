@@ -41,7 +41,7 @@ SYSTEM_CLOCK = SystemClock()
 
 
 def rfc3339(ts: float | None = None, digits: int = 3) -> str:
-    """RFC 3339 UTC with milliseconds (``2026-01-15T10:15:02.123Z``) or, ``digits=6``, microseconds.
+    """RFC 3339 UTC with milliseconds (``2026-01-15T10:15:02.123Z``); ``digits=6`` microseconds, ``0`` none.
 
     Milliseconds are truncated (never rounded into the next second); microseconds are Python's
     ``datetime`` rounding, as the Go state export always had them.
@@ -51,6 +51,8 @@ def rfc3339(ts: float | None = None, digits: int = 3) -> str:
     if digits == 6:
         return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     whole = int(ts)
+    if digits == 0:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(whole))
     millis = min(999, int((ts - whole) * 1000))
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 

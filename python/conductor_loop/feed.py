@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from conductor_loop.intake import Intake
 from conductor_loop.layout import Layout, dedupe_basis
+from conductor_loop.quarantine import Quarantine
 from conductor_loop.records import WorkItem
 from conductor_loop.state import StateStore
 from conductor_loop.telemetry import HandoffChecked, Rescanned, Telemetry, WatchNews
@@ -29,6 +30,7 @@ class Feed:
         self.telemetry = telemetry
         self.state: StateStore | None = None
         self.watch: WatchSource | None = None
+        self.quarantine: Quarantine | None = None
 
     def take_watch(self) -> bool:
         """Offer what the watch settled; True when it asks for a rescan (the caller sweeps)."""
@@ -50,13 +52,16 @@ class Feed:
         return rescan
 
     def scan(self) -> list[str]:
-        """Intent candidates directly in the handoff directory."""
+        """Intent candidates directly in the handoff directory; hostile names found are quarantined."""
         try:
-            return self.layout.scan()
+            intents, hostile = self.layout.scan_all()
         except OSError as exc:  # gone, replaced by a file, unreadable: health says so; retried later
             reason = f"cannot list {self.layout.root}: {exc.strerror}"
             self.telemetry.emit(HandoffChecked(False, reason))
             return []
+        if hostile and self.quarantine is not None:
+            self.quarantine.file(hostile)
+        return intents
 
     def sweep(self) -> int:
         """Offer every candidate that is not being written and not already known; how many were queued."""

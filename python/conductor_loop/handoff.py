@@ -6,7 +6,9 @@ Also the one unusual event in its life: deleted and made again while the loop ru
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from typing import Any
 
 from conductor_loop import lock
@@ -28,7 +30,9 @@ class HandoffHold:
         self._ino = 0
 
     def prepare(self) -> None:
-        """Create the layout and the output dir; raise :class:`FatalError` when not writable."""
+        """Create the layout and the output dir; raise :class:`FatalError` when not writable or when one
+        of the loop's directories is a symbolic link."""
+        self.refuse_symlinks()
         try:
             self.layout.make_dirs(self.out)
         except OSError as exc:
@@ -36,6 +40,12 @@ class HandoffHold:
         bad = self.layout.unwritable()
         if bad is not None:
             raise FatalError(f"directory {bad} is not writable")
+
+    def refuse_symlinks(self) -> None:
+        """Raise :class:`FatalError` when one of the loop's directories is (now) a symbolic link."""
+        link = self.layout.symlinked()
+        if link is not None:
+            raise FatalError(f"{link} is a symbolic link: refusing to write through it (see docs/SECURITY.md)")
 
     def take(self) -> None:
         """Prepare the directory and take its lock (raises :class:`FatalError`, :class:`LockHeld`)."""
@@ -46,6 +56,7 @@ class HandoffHold:
     def open_state(self) -> list[Note]:
         """Open the state; notes say whether it was moved aside (corrupt) or imported from the Go loop."""
         self.state = StateStore(self.layout.root)
+        self.state.set_meta("live", None)  # a read-only or full state fails here, at start, not mid-run
         notes = []
         if self.state.recovered_from:
             notes.append(Note("state.recovered", {"moved_aside": self.state.recovered_from}, 30))
@@ -75,8 +86,9 @@ class HandoffHold:
     def release(self, last_run: dict[str, Any]) -> None:
         """Store the run's summary, close the state, drop the lock."""
         if self.state is not None:
-            self.state.set_meta("last_run", last_run)
-            self.state.set_meta("live", None)
+            with contextlib.suppress(sqlite3.Error):  # disk full or read-only: the run's summary is not kept
+                self.state.set_meta("last_run", last_run)
+                self.state.set_meta("live", None)
             self.state.close()
         if self._lock_fd is not None:
             lock.release(self._lock_fd)

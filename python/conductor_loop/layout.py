@@ -13,6 +13,7 @@ import fnmatch
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -55,13 +56,32 @@ class NameRule:
         self.patterns: tuple[str, ...] = tuple(patterns) or DEFAULT_PATTERNS
         self._regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in self.patterns))
 
-    def is_intent(self, name: str) -> bool:
-        """True when ``name`` (a base name) may be taken as an intent."""
+    def _candidate(self, name: str) -> bool:
         if not name or name[0] == "." or "/" in name or name.endswith(TEMP_SUFFIXES):
             return False
         if name in _OWNED:
             return False
         return self._regex.match(name) is not None
+
+    def is_intent(self, name: str) -> bool:
+        """True when ``name`` (a base name) may be taken as an intent."""
+        return self._candidate(name) and _utf8(name)
+
+    def is_hostile(self, name: str) -> bool:
+        """True for a name that would be an intent's but is not valid UTF-8 (README, "Files and
+        directories"): such a file is filed in ``failed/`` unread (:mod:`conductor_loop.quarantine`)."""
+        return not _utf8(name) and self._candidate(name)
+
+
+def _utf8(name: str) -> bool:
+    """The name (as ``os.listdir`` gives it, bytes that are not UTF-8 as surrogate escapes) is UTF-8."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def fit_name(name: str, suffix: str = "", limit: int = NAME_MAX) -> str:
@@ -216,14 +236,36 @@ class Layout:
 
     def scan(self) -> list[str]:
         """Paths of the intent candidates directly in the handoff (raises ``OSError``)."""
+        return self.scan_all()[0]
+
+    def scan_all(self) -> tuple[list[str], list[str]]:
+        """Paths of the intent candidates and of the hostile names directly in the handoff (``OSError``)."""
+        intents: list[str] = []
+        hostile: list[str] = []
         with os.scandir(self.root) as it:
-            return [entry.path for entry in it if self.rule.is_intent(entry.name)]
+            for entry in it:
+                if self.rule.is_intent(entry.name):
+                    intents.append(entry.path)
+                elif self.rule.is_hostile(entry.name):
+                    hostile.append(entry.path)
+        return intents, hostile
 
     def make_dirs(self, out: str | None = None) -> None:
         """Create the layout (and ``out``); raises ``OSError``."""
         for d in (self.root, self.processed, self.failed, self.status, *((out,) if out else ())):
             os.makedirs(d, exist_ok=True)
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+
+    def symlinked(self) -> str | None:
+        """The first of the loop's own directories (or its lock) that is a symbolic link, if any: the loop
+        never writes through one (anyone who may drop intents could otherwise redirect its writes)."""
+        for d in (self.processed, self.failed, self.status, self.state_dir, self.lock, self.db):
+            try:
+                if stat.S_ISLNK(os.lstat(d).st_mode):
+                    return d
+            except (FileNotFoundError, NotADirectoryError):  # not there (yet), or the handoff is a file
+                continue
+        return None
 
     def unwritable(self) -> str | None:
         """The first loop directory that is not writable, if any."""

@@ -34,7 +34,7 @@ def acquire(path: str) -> int:
 
     Raises :class:`LockHeld` naming the pid of the holder.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -43,8 +43,12 @@ def acquire(path: str) -> int:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             raise LockHeld(f"another conductor-loop (pid {holder}) holds {path}") from None
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:  # a full or read-only filesystem: say which file
+        os.close(fd)
+        raise OSError(exc.errno, exc.strerror, path) from None
     return fd
 
 

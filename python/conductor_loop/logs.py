@@ -32,8 +32,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import IO, Any
+
+from conductor_loop.clock import rfc3339
 
 __all__ = ["EVENTS", "LOGGER_NAME", "log_event", "parse_level", "setup_logging"]
 
@@ -69,10 +70,13 @@ EVENTS: tuple[str, ...] = (
     "intent.changed",
     "intent.vanished",
     "intent.move_failed",
+    "porch.reaped",
     "cleanup.removed",
     "record.failed",
     "watcher.lost",
     "watcher.restored",
+    "intake.paused",
+    "intake.resumed",
 )
 
 _LEVELS: dict[str, int] = {
@@ -107,14 +111,6 @@ def parse_level(level: str) -> int:
         raise ValueError(
             f"invalid log level {level!r}: expected one of debug, info, warning, error, critical"
         ) from None
-
-
-def _timestamp(created: float) -> str:
-    secs = int(created)
-    millis = int((created - secs) * 1000)
-    if millis > 999:  # pragma: no cover - float rounding guard
-        millis = 999
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{millis:03d}Z"
 
 
 def _payload(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
@@ -181,7 +177,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render one record as one line."""
         event, fields = _payload(record)
-        tokens = [_timestamp(record.created), record.levelname, _quote(event)]
+        tokens = [rfc3339(record.created), record.levelname, _quote(event)]
         for key, value in fields.items():
             if value is None:
                 continue
@@ -199,7 +195,7 @@ class JsonFormatter(logging.Formatter):
         """Render one record as one JSON line."""
         event, fields = _payload(record)
         obj: dict[str, Any] = {
-            "ts": _timestamp(record.created),
+            "ts": rfc3339(record.created),
             "level": record.levelname.lower(),
             "event": event,
         }
@@ -263,4 +259,13 @@ def log_event(
     }
     for key, value in fields.items():
         payload[f"extra_{key}" if key in _RESERVED else key] = value
+    for key, value in payload.items():
+        if isinstance(value, str) and not value.isascii():
+            payload[key] = printable(value)
     _logger.log(level, event, extra={_ATTR: payload})
+
+
+def printable(text: str) -> str:
+    """``text`` with the bytes of a non-UTF-8 file name (surrogate escapes) shown as ``\\xff``, so that a
+    hostile name can always be written to a log, a status file or a terminal."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -125,16 +125,8 @@ class Metrics:
             "Settled intents waiting for a worker, retries waiting out their backoff included.",
             registry=r,
         )
-        self.workers = Gauge(
-            "conductor_workers",
-            "Worker processes currently in the pool.",
-            registry=r,
-        )
-        self.workers_busy = Gauge(
-            "conductor_workers_busy",
-            "Worker processes currently processing an intent.",
-            registry=r,
-        )
+        self.workers = Gauge("conductor_workers", "Worker processes currently in the pool.", registry=r)
+        self.workers_busy = Gauge("conductor_workers_busy", "Workers currently processing an intent.", registry=r)
         self.events_total = Counter(
             "conductor_events_total",
             "Raw file-system events received from the watcher (before coalescing).",
@@ -155,6 +147,11 @@ class Metrics:
         self.watcher_up = Gauge(
             "conductor_watcher_up",
             "1 while the file watcher is running and all its watches are in place, else 0.",
+            registry=r,
+        )
+        self.intake_paused = Gauge(
+            "conductor_intake_paused",
+            "1 while intake is paused for a storage fault (disk full, read-only state, no descriptors), else 0.",
             registry=r,
         )
 
@@ -204,6 +201,7 @@ class Health:
         self._writable: bool | None = None  # None: not checked yet
         self._writable_reason = "handoff directory not checked yet"
         self._stopping = False
+        self._storage_reason: str | None = None  # set while intake is paused for a storage fault
 
     @property
     def live_timeout(self) -> float:
@@ -233,6 +231,11 @@ class Health:
             self._writable = bool(ok)
             self._writable_reason = reason or ("handoff writable" if ok else "handoff directory not writable")
 
+    def set_storage(self, ok: bool, reason: str = "") -> None:
+        """Record whether intake is paused for a storage fault (``reason``: which path, which errno)."""
+        with self._lock:
+            self._storage_reason = None if ok else (reason or "storage fault")
+
     def set_stopping(self, flag: bool) -> None:
         """Record that the loop is shutting down (no longer takes new intents)."""
         with self._lock:
@@ -256,7 +259,7 @@ class Health:
         with self._lock:
             watcher, watcher_reason = self._watcher, self._watcher_reason
             writable, writable_reason = self._writable, self._writable_reason
-            reconciling, stopping = self._reconciling, self._stopping
+            reconciling, stopping, storage = self._reconciling, self._stopping, self._storage_reason
         if stopping:
             return False, "stopping"
         if watcher is not True:
@@ -265,6 +268,8 @@ class Health:
             return False, "reconciling"
         if writable is not True:
             return False, writable_reason
+        if storage is not None:
+            return False, f"intake paused: {storage}"
         return True, "ok"
 
     def livez(self) -> tuple[bool, str]:

@@ -22,6 +22,7 @@ emitted as double-quoted scalars, so names such as ``"true"`` or ``"123"`` stay 
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import errno
 import json
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from conductor_loop import _core
+from conductor_loop.clock import rfc3339
 from conductor_loop.k8snames import LABEL_RULE, is_dns1123_label
 from conductor_loop.validate import Intent, ValidationError, read_intent
 
@@ -276,7 +278,7 @@ def generate_package(
     moment = now if now is not None else datetime.now(timezone.utc)
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc)
-    generated_at = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    generated_at = rfc3339(calendar.timegm(moment.timetuple()), digits=0)
 
     tmp = os.path.join(ns_dir, f".{name}.tmp-{secrets.token_hex(6)}")
     created_ns = False

@@ -19,14 +19,18 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from conductor_loop import _core
+from conductor_loop.faults import fault_of
 from conductor_loop.filing import error_log_text, write_error_log, write_status
 from conductor_loop.layout import Layout
 from conductor_loop.records import Filed, Filing, GroupRecorded, Outcome, WorkResult
 from conductor_loop.state import Outcome as Recorded
 from conductor_loop.state import StateStore
+
+#: A group of results, the paths seen written while they ran, and the paths on their last run.
+_Group = tuple[list[WorkResult], frozenset[str], dict[str, int]]
 
 #: A group's "filed" marks ride along with the next group's commit; without one this soon, alone.
 IDLE_FILE_AFTER = 0.05
@@ -40,7 +44,7 @@ class Recorder(threading.Thread):
         self.layout = layout
         self.out = out
         self.out_dev_differs = os.stat(out).st_dev != os.stat(layout.root).st_dev
-        self._inbox: queue.SimpleQueue[tuple[list[WorkResult], frozenset[str]] | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
         self._answers: deque[GroupRecorded] = deque()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._unfiled: list[tuple[str, str]] = []
@@ -49,10 +53,17 @@ class Recorder(threading.Thread):
         self.pending = 0
 
     # -- the loop's side ---------------------------------------------------------------------
-    def submit(self, results: list[WorkResult], changed: Collection[str] = ()) -> None:
-        """Queue a group of final results; ``changed``: paths seen written while they ran (not filed)."""
+    def submit(
+        self, results: list[WorkResult], changed: Collection[str] = (), last_runs: Mapping[str, int] | None = None
+    ) -> None:
+        """Queue a group of final results.
+
+        ``changed``: paths seen written while they ran (filed only if their content is the same);
+        ``last_runs``: paths re-run for changes ``--retries`` times already, with their run count: a
+        further change files them in ``failed/`` (README, "Changed while porch ran").
+        """
         self.pending += 1
-        self._inbox.put((results, frozenset(changed)))
+        self._inbox.put((results, frozenset(changed), dict(last_runs or {})))
 
     def fileno(self) -> int:
         """Readable when answers are waiting (for ``multiprocessing.connection.wait``)."""
@@ -113,26 +124,36 @@ class Recorder(threading.Thread):
                 got = self._inbox.get(timeout=IDLE_FILE_AFTER if self._unfiled else None)
             except queue.Empty:
                 # No further group to fold it into: mark the last one filed on its own.
-                state.mark_filed(self._unfiled)
-                self._unfiled = []
+                with contextlib.suppress(Exception):  # disk full, read-only: retried with the next group
+                    state.mark_filed(self._unfiled)
+                    self._unfiled = []
                 continue
             if got is None:
                 break
-            group, changed = got
+            group, changed, last_runs = got
             try:
-                self._answer(GroupRecorded(group, self._record(state, group, changed)))
+                self._answer(GroupRecorded(group, self._record(state, group, changed, last_runs)))
             except Exception as exc:  # noqa: BLE001 - reported to the loop, intents stay put
-                self._answer(GroupRecorded(group, [], error=str(exc)))
+                self._answer(GroupRecorded(group, [], error=str(exc), fault=fault_of(exc, state.path)))
         if self._unfiled:
-            state.mark_filed(self._unfiled)
+            with contextlib.suppress(Exception):  # marked on the next start (recovery) when this fails
+                state.mark_filed(self._unfiled)
 
-    def _record(self, state: StateStore, group: list[WorkResult], changed: frozenset[str]) -> list[Filed]:
+    def _record(
+        self, state: StateStore, group: list[WorkResult], changed: frozenset[str], last_runs: dict[str, int]
+    ) -> list[Filed]:
+        checked = [(r, self._check(r, r.path in changed, last_runs.get(r.path))) for r in group]
         _core.syncfs(self.layout.root)  # group commit: status files and packages of the whole group
         if self.out_dev_differs:
             _core.syncfs(self.out)
         state.record([_row(r) for r in group], filed=self._unfiled)
         self._unfiled = []
-        answers = [self._file(r, r.path in changed) for r in group]
+        answers = [self._file(r, kind) for r, kind in checked]
+        late = [a.result for a, (_r, k) in zip(answers, checked, strict=True) if a.kind is Filing.GONE and k is None]
+        for r in late:  # left between the check and the move: the status and the state say so
+            self._vanished(r)
+        if late:
+            state.record([_row(r) for r in late])
         touched = {self.layout.root}
         for a in answers:
             if a.kind is Filing.FILED and a.moved_to is not None:
@@ -142,15 +163,53 @@ class Recorder(threading.Thread):
             _core.fsync_dir(d)
         return answers
 
-    def _file(self, r: WorkResult, changed: bool) -> Filed:
-        """Move one recorded intent to processed/ or failed/, then finish its status and error log."""
+    def _check(self, r: WorkResult, seen_written: bool, last_run: int | None) -> Filing | None:
+        """Before the commit: is the intent still there, with the content porch ran on?
+
+        Gone: the result is rewritten as a failure saying so (``GONE``). Changed content: ``CHANGED`` (run
+        again), or on its last run a failure saying so, filed in ``failed/``. The same bytes (porch touched
+        or rewrote its intent) are filed as they are. ``None``: file it.
+        """
         try:
             st = os.lstat(r.path)
         except FileNotFoundError:
-            return Filed(r, Filing.GONE)
-        if changed or (r.stat_key is not None and r.stat_key != (st.st_ino, st.st_size, st.st_mtime_ns)):
-            # New content arrived while porch ran on the old: never file it under the old result.
-            return Filed(r, Filing.CHANGED)
+            self._vanished(r)
+            return Filing.GONE
+        if not seen_written and (r.stat_key is None or r.stat_key == (st.st_ino, st.st_size, st.st_mtime_ns)):
+            return None
+        try:
+            sha, size = _core.sha256_file(r.path)
+        except FileNotFoundError:
+            self._vanished(r)
+            return Filing.GONE
+        except OSError:
+            sha, size = "", st.st_size
+        if sha == r.sha256:
+            return None
+        if last_run is None:
+            return Filing.CHANGED
+        r.sha256, r.size = sha or None, size  # the content that is filed
+        if r.doc is not None:
+            r.doc.update(sha256=r.sha256, size=size)
+        message = f"intent changed while porch ran, on {last_run} runs in a row; not run again"
+        self._rewrite(r, Outcome.FAILED, message, self.layout.planned(r.path, Outcome.FAILED))
+        return None
+
+    def _vanished(self, r: WorkResult) -> None:
+        """The intent left the handoff while porch ran on it: a failure, filed nowhere (README, "Status files")."""
+        ran = f"porch exited {r.exit_code}" if r.exit_code is not None else f"it was {r.outcome}"
+        self._rewrite(r, Outcome.FAILED, f"intent vanished while porch ran; {ran}: {r.message}", None)
+
+    def _rewrite(self, r: WorkResult, outcome: Outcome, message: str, planned: str | None) -> None:
+        r.outcome, r.message, r.planned, r.detail = outcome, message, planned, ""
+        if r.doc is not None:
+            r.doc.update(status=outcome.value, message=message, moved_to=planned)
+            write_status(self.layout.status, r.doc)
+
+    def _file(self, r: WorkResult, kind: Filing | None) -> Filed:
+        """Move one recorded intent to processed/ or failed/, then finish its status and error log."""
+        if kind is not None:
+            return Filed(r, kind)
         try:
             moved = _core.move_noclobber(r.path, self.layout.destination(r.outcome))
         except FileNotFoundError:

@@ -152,6 +152,8 @@ class WorkResult:
     planned: str | None = None
     #: Error log body for failures.
     detail: str = ""
+    #: A storage fault behind this result (disk full, read-only): the loop pauses intake (conductor_loop.faults).
+    fault: str | None = None
     doc: dict[str, Any] | None = field(default=None)
     #: When the first attempt began (``time.monotonic()``) and every attempt so far, this one last:
     #: ``{"attempt", "duration_ms", "outcome", "exit_code", "message"}``. ``duration_ms`` above is the
@@ -244,3 +246,5 @@ class GroupRecorded:
     group: list[WorkResult]
     filed: list[Filed]
     error: str | None = None
+    #: The error is a storage fault (conductor_loop.faults): intake pauses until a probe passes.
+    fault: str | None = None

@@ -17,6 +17,7 @@ from conductor_loop.filing import result_status_doc
 from conductor_loop.pool import Death
 from conductor_loop.recorder import Recorder
 from conductor_loop.records import Filing, Outcome, WorkerSettings, WorkResult
+from conductor_loop.storage import StorageGuard
 from conductor_loop.telemetry import IntentFiled, IntentNotFiled, IntentRetried, Telemetry
 from conductor_loop.workqueue import WorkQueue
 
@@ -37,12 +38,14 @@ class Results:
         feed: Feed,
         telemetry: Telemetry,
         status_basis: Callable[[], tuple[WorkerSettings, str]],
+        storage: StorageGuard | None = None,
     ) -> None:
         self.queue = queue
         self.recorder = recorder
         self.feed = feed
         self.telemetry = telemetry
         self.status_basis = status_basis
+        self.storage = storage
         self.done: list[WorkResult] = []
         self._first_done = 0.0
 
@@ -91,6 +94,7 @@ class Results:
             if r.outcome in (Outcome.VANISHED, Outcome.RETURNED):  # nothing written: stays in the handoff
                 self.queue.done(r.path)
             elif r.outcome is Outcome.RETRY:
+                self._fault(r.fault)
                 item, delay = self.queue.retry_later(r.path, r.attempt)
                 item.first_started, item.earlier = r.first_started, r.attempt_log  # durations over every attempt
                 self.telemetry.emit(IntentRetried(r, item.attempt, delay))
@@ -100,18 +104,24 @@ class Results:
                     r.doc = result_status_doc(r, settings, porch, None)
                 final.append(r)  # stays "in flight" until filed, so it is not taken twice
         if final:
-            self.recorder.submit(final, changed=[r.path for r in final if r.path in self.queue.changed])
+            changed = [r.path for r in final if r.path in self.queue.changed]
+            self.recorder.submit(final, changed, self.queue.last_runs(r.path for r in final))
+
+    def _fault(self, reason: str | None) -> None:
+        if reason is not None and self.storage is not None:
+            self.storage.trip(reason)
 
     def take_recorded(self) -> None:
         """Finish, on the loop's thread, what the recorder filed: counts, logs, requeues."""
         for answer in self.recorder.answers():
             if answer.error is not None:
+                self._fault(answer.fault)
                 self.telemetry.note("record.failed", level=40, reason=answer.error, count=len(answer.group))
                 for r in answer.group:  # not recorded: they stay in the handoff and are offered again
                     self.queue.inflight.pop(r.path, None)
                 continue
             for f in answer.filed:
-                self.queue.done(f.result.path)
+                self.queue.done(f.result.path, changed=f.kind is Filing.CHANGED)
                 if f.kind is Filing.FILED and f.moved_to is not None:
                     self.telemetry.emit(IntentFiled(f.result, f.moved_to))
                     continue

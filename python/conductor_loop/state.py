@@ -41,6 +41,7 @@ from types import TracebackType
 from typing import Any
 
 from conductor_loop.clock import parse_rfc3339, rfc3339
+from conductor_loop.faults import fault_of
 from conductor_loop.gostate import go_state_doc, read_go_state
 from conductor_loop.layout import DB_NAME, STATE_DIR
 from conductor_loop.statedb import (
@@ -179,6 +180,8 @@ class StateStore:
         try:
             self._conn = connect_checked(self.path)
         except sqlite3.DatabaseError as exc:
+            if fault_of(exc) is not None:  # full or read-only, not corrupt: never moved aside
+                raise
             self.recovered_from = move_aside(self.path)
             log.warning("state database %s is unusable (%s); moved aside to %s", self.path, exc, self.recovered_from)
             self._conn = connect_checked(self.path)

@@ -11,6 +11,7 @@ import os
 import sqlite3
 
 from conductor_loop.clock import compact_stamp
+from conductor_loop.faults import FAULT_ERRNOS
 
 
 class StateError(Exception):
@@ -132,6 +133,8 @@ def _check_header(path: str) -> None:
     except FileNotFoundError:
         header = b""
     except OSError as exc:
+        if exc.errno in FAULT_ERRNOS:  # no descriptor left, I/O error: not a corrupt file, never moved aside
+            raise
         raise sqlite3.DatabaseError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if header and header != _SQLITE_MAGIC:
         raise sqlite3.DatabaseError("file is not a database (bad header)")

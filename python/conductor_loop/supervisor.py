@@ -26,8 +26,10 @@ from collections.abc import Callable
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
+from conductor_loop import leftovers
 from conductor_loop.config import RunConfig
 from conductor_loop.executor import Executor, load_executor
+from conductor_loop.faults import fatal_at_start
 from conductor_loop.feed import Feed
 from conductor_loop.handoff import HandoffHold
 from conductor_loop.intake import Intake, peek_priority
@@ -35,6 +37,7 @@ from conductor_loop.layout import Layout
 from conductor_loop.lock import LockHeld
 from conductor_loop.metrics import Health, Metrics
 from conductor_loop.pool import Death, Pool
+from conductor_loop.quarantine import Quarantine
 from conductor_loop.recorder import Recorder
 from conductor_loop.records import (
     ABORT_SIGNAL,
@@ -43,21 +46,14 @@ from conductor_loop.records import (
     RunSummary,
     WorkerSettings,
 )
-from conductor_loop.recovery import Recovery
+from conductor_loop.recovery import Recovery, private_tempdir
 from conductor_loop.results import Results
 from conductor_loop.retention import Retention
 from conductor_loop.signals import SignalInbox
 from conductor_loop.staff import Staff, worker_bounds
 from conductor_loop.state import StateStore
-from conductor_loop.telemetry import (
-    Figures,
-    HandoffChecked,
-    Phase,
-    StateOpened,
-    Swept,
-    Telemetry,
-    WatchNews,
-)
+from conductor_loop.storage import StorageGuard
+from conductor_loop.telemetry import Figures, HandoffChecked, Phase, StateOpened, Swept, Telemetry, WatchNews
 from conductor_loop.watch import WatchSource, choose_backend
 from conductor_loop.worker import worker_main
 from conductor_loop.workqueue import WorkQueue
@@ -101,6 +97,7 @@ class Supervisor:
         self.staff: Staff | None = None
         self.recorder: Recorder | None = None
         self.hold = HandoffHold(self.layout, self.out)
+        self.storage = StorageGuard((self.layout.state_dir, self.out), self.telemetry, self.layout.db)
         self._next_sweep = 0.0
         self._last_scale = 0.0
 
@@ -131,10 +128,12 @@ class Supervisor:
     # ------------------------------------------------------------------------ open → close --
     def run(self) -> RunSummary:
         """Run until the backlog is drained (once mode) or until stopped by a signal."""
-        self.hold.take()  # raises FatalError, LockHeld
+        with fatal_at_start(self.layout.root, self.layout.db):
+            self.hold.take()  # raises FatalError, LockHeld
         self.signals.install()
         try:
-            self.start()
+            with fatal_at_start(self.layout.root, self.layout.db):
+                self.start()
             self.loop()
         finally:
             self.close()
@@ -150,16 +149,18 @@ class Supervisor:
         assert self.state is not None
         self.telemetry.emit(StateOpened(self.state.last_success_at()))
         self.feed.state = self.state
+        self.feed.quarantine = Quarantine(self.layout, self.telemetry, self._status_basis)
         self.telemetry.emit(Phase("reconciling"))
         backend, why = choose_backend(self.layout.root, self.cfg.watch)
         self.watch = self.feed.watch = WatchSource(self.layout, self._debounce_ms(), backend, self.cfg.poll_interval)
         self.telemetry.emit(WatchNews(alive=True, reason="watching"))
+        private_tempdir(self.layout)
         self.pool = Pool(self._settings(), worker_main, start_method=self.start_method)
         self.staff = Staff(self.pool, self.telemetry, worker_bounds(self.cfg))
         backlog = self.recover()
         self.recorder = Recorder(self.layout, self.out)
         self.recorder.start_and_wait()
-        self.results = Results(self.queue, self.recorder, self.feed, self.telemetry, self._status_basis)
+        self.results = Results(self.queue, self.recorder, self.feed, self.telemetry, self._status_basis, self.storage)
         self.staff.start(backlog, self.cfg.once)
         self.telemetry.note("loop.start", handoff=self.layout.root, mode=self.cfg.mode, porch=self.cfg.porch,
                             workers=self.pool.size, backlog=backlog, once=self.cfg.once, watch=self.watch.backend,
@@ -170,6 +171,9 @@ class Supervisor:
     def recover(self) -> int:
         """Finish what a crash left (see :mod:`conductor_loop.recovery`), queue the backlog; its size."""
         assert self.state is not None
+        reaped = leftovers.reap(self.layout)  # no worker of ours runs yet: any tagged process is a leftover
+        if reaped:
+            self.telemetry.note("porch.reaped", level=30, count=reaped, reason="left by an earlier run")
         executor = self.executor or load_executor(self.cfg.porch, self.cfg.mode)
         hook = getattr(executor, "recover", None)
         if callable(hook):
@@ -213,15 +217,16 @@ class Supervisor:
         while True:
             self.health.tick()
             self.handle_signals()
-            self.take_watch()
-            if self.finished():
-                return
-            self.dispatch()
-            self.publish()
-            self.collect(self.wait())
-            self.file_results()
-            self.housekeep(interval)
-            self.autoscale()
+            with self.storage.absorbing():  # a storage fault (EMFILE, ENOSPC…) in a step pauses intake
+                self.take_watch()
+                if self.finished():
+                    return
+                self.dispatch()
+                self.publish()
+                self.collect(self.wait())
+                self.file_results()
+                self.housekeep(interval)
+                self.autoscale()
 
     def finished(self) -> bool:
         """Forced stop; graceful stop with nothing in flight; or once mode drained."""
@@ -234,7 +239,7 @@ class Supervisor:
     def dispatch(self) -> None:
         """Hand ready intents to workers with room, in batches (retries whose time came first)."""
         assert self.pool is not None
-        if not self._stopping:
+        if not self._stopping and not self.storage.paused:
             self.queue.release_due()
             while self.queue.has_ready():
                 workers = [w for w in self.pool.idle_workers() if len(w.inflight) < self.queue.per_worker()]
@@ -273,6 +278,7 @@ class Supervisor:
         """Every sweep interval: kill stalled workers, check the handoff, sweep, clean up; else young files."""
         assert self.pool is not None
         now = time.monotonic()
+        self.storage.check(self.state, sweep=now >= self._next_sweep)
         if now >= self._next_sweep:
             self._next_sweep = now + interval
             for death in self.pool.stalled(self.cfg.timeout + 10.0):
@@ -280,6 +286,7 @@ class Supervisor:
             if not os.path.isdir(self.layout.root):  # deleted (or replaced): make it again when we can
                 with contextlib.suppress(FatalError):
                     self.hold.prepare()
+            self.hold.refuse_symlinks()  # a sub-directory swapped for a link: stop (exit 1), write nothing
             writable = os.access(self.layout.root, os.W_OK | os.X_OK)
             self.telemetry.emit(HandoffChecked(writable, "" if writable else f"{self.layout.root} is not writable"))
             if not self._stopping:
@@ -293,22 +300,21 @@ class Supervisor:
         """The live figures ``status`` shows (telemetry decides when: :meth:`Telemetry.publish_live`)."""
         state = self.state
         assert state is not None
-        self.telemetry.publish_live(self._figures(), lambda live: state.set_meta("live", live))
+        self.telemetry.publish_live(self._figures(), lambda live: self.storage.guard(state.set_meta, "live", live))
 
     def autoscale(self) -> None:
         """Once a second: let the autoscaler size the pool."""
         assert self.staff is not None
         now = time.monotonic()
-        if now - self._last_scale < 1.0:
-            return
-        self._last_scale = now
-        if not self._stopping:
+        if now - self._last_scale >= 1.0 and not self._stopping:
+            self._last_scale = now
             self.staff.autoscale(now, self.queue.backlog)
 
     def _next_timeout(self) -> float:
         assert self.results is not None
         t = self._next_sweep - time.monotonic()
-        for later in (self.results.flush_in(), self.queue.next_due(), self.intake.next_look()):
+        nexts = (self.results.flush_in(), self.queue.next_due(), self.intake.next_look(), self.storage.pause.next_in())
+        for later in nexts:
             if later is not None:
                 t = min(t, later)
         return max(0.0, min(t, 1.0))
@@ -423,11 +429,15 @@ class Supervisor:
     # -------------------------------------------------------------------------- outcomes --
     def _on_death(self, death: Death) -> None:
         assert self.staff is not None and self.results is not None
+        reaped = leftovers.reap(self.layout, death.worker.id)  # what its porch started, before a successor
+        if reaped:
+            self.telemetry.note("porch.reaped", level=30, count=reaped, worker=death.worker.id,
+                                reason="its worker died")
         self.results.lost(death)
         self.staff.replace(death, self._stopping)
 
     def _cleanup(self) -> None:
         if self.state is not None and self.retention.due():
-            removed = self.retention.clean(self.state)
+            removed = self.storage.guard(self.retention.clean, self.state)
             if removed is not None:
                 self.telemetry.note("cleanup.removed", files=removed[0], rows=removed[1])

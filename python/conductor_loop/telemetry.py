@@ -123,6 +123,15 @@ class HandoffChecked:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageChecked:
+    """Intake paused for a storage fault (``ok`` False, with the reason), or resumed after ``paused_s``."""
+
+    ok: bool
+    reason: str = ""
+    paused_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Phase:
     """The loop is ``reconciling``, ``running`` or ``stopping``."""
 
@@ -143,7 +152,7 @@ class Figures:
 
 Event = (
     Note | IntentFiled | IntentNotFiled | IntentRetried | WorkerEvent | WorkerExited | PoolSized | WatchNews
-    | Rescanned | Swept | StateOpened | HandoffChecked | Phase | Figures
+    | Rescanned | Swept | StateOpened | HandoffChecked | StorageChecked | Phase | Figures
 )
 
 ProgressHook = Callable[[RunSummary, int], None]
@@ -176,6 +185,7 @@ class Telemetry:
             Swept: self._swept,
             StateOpened: self._state_opened,
             HandoffChecked: self._handoff,
+            StorageChecked: self._storage,
             Phase: self._phase,
             Figures: self._figures,
         }
@@ -217,8 +227,10 @@ class Telemetry:
             log_event("intent.changed", intent=name, sha256=r.sha256)
         elif e.kind is Filing.UNMOVABLE:
             log_event("intent.move_failed", level=ERROR, intent=name, reason=e.error)
-        else:
-            log_event("intent.vanished", level=WARNING, intent=name, outcome=r.outcome.value)
+        else:  # the status says it failed (it vanished while porch ran): counted as a failure
+            self.summary.count(r.outcome)
+            self.metrics.observe_outcome(r.outcome.value, r.duration_ms / 1000.0, timed_out=r.timed_out)
+            log_event("intent.vanished", level=WARNING, intent=name, outcome=r.outcome.value, message=r.message)
 
     def _retried(self, e: IntentRetried) -> None:
         self.summary.retried += 1
@@ -280,6 +292,14 @@ class Telemetry:
 
     def _handoff(self, e: HandoffChecked) -> None:
         self.health.set_handoff_writable(e.writable, e.reason)
+
+    def _storage(self, e: StorageChecked) -> None:
+        self.health.set_storage(e.ok, e.reason)
+        self.metrics.intake_paused.set(0 if e.ok else 1)
+        if e.ok:
+            log_event("intake.resumed", paused_s=round(e.paused_s, 3))
+        else:
+            log_event("intake.paused", level=ERROR, reason=e.reason)
 
     def _phase(self, e: Phase) -> None:
         self.health.set_reconciling(e.name == "reconciling")

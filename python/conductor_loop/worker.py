@@ -17,8 +17,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from conductor_loop.executor import ExecRequest, ExecResult, Executor, load_executor
+from conductor_loop.faults import fault_of, space_fault
 from conductor_loop.filing import error_log_text, result_status_doc, write_status
 from conductor_loop.layout import Layout, duplicate_message
+from conductor_loop.leftovers import porch_env
 from conductor_loop.records import ABORT_SIGNAL, Outcome, WorkerSettings, WorkItem, WorkResult
 from conductor_loop.validate import Intent, ValidationError, read_intent
 
@@ -33,6 +35,7 @@ class IntentProcessor:
         self.executor = executor if executor is not None else load_executor(settings.porch, settings.mode)
         self.porch_path = getattr(self.executor, "porch_path", settings.porch)
         self.layout = Layout(settings.handoff)
+        self._porch_env = porch_env(self.layout, worker_id)
 
     def process(self, item: WorkItem) -> WorkResult:
         """Process one intent and write its status file (for final outcomes)."""
@@ -63,6 +66,7 @@ class IntentProcessor:
             sha256=sha,
             attempt=item.attempt,
             timeout=self.settings.timeout,
+            env_extra=self._porch_env,
         )
         self._executed(res, item, self.executor.execute(req))
         return self._finish(res, t0)
@@ -83,9 +87,11 @@ class IntentProcessor:
     def _executed(self, res: WorkResult, item: WorkItem, out: ExecResult) -> None:
         res.exit_code, res.timed_out, res.output_dir = out.exit_code, out.timed_out, out.output_dir
         res.message = out.message
+        if not out.ok:  # porch failing on a full or read-only --out is the environment's fault: retried
+            res.fault = space_fault(self.settings.out)
         if out.ok:
             res.outcome = Outcome.SUCCESS
-        elif out.retryable and self.policy.may_retry(item.attempt):
+        elif (out.retryable or res.fault) and self.policy.may_retry(item.attempt):
             res.outcome = Outcome.RETRY
         else:
             res.outcome = Outcome.FAILED
@@ -124,6 +130,7 @@ class IntentProcessor:
                 message=f"internal error in worker: {type(exc).__name__}: {exc}",
                 attempt=item.attempt,
                 worker=self.worker_id,
+                fault=fault_of(exc),
             )
 
 

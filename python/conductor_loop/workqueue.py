@@ -105,6 +105,8 @@ class WorkQueue:
         self.inflight: dict[str, WorkItem] = {}
         self.changed: set[str] = set()
         self.held: set[str] = set()
+        #: Runs of an intent whose content changed under porch, in a row (bounded by ``--retries``).
+        self.reruns: dict[str, int] = {}
         self._seq = itertools.count()
 
     # -- views ---------------------------------------------------------------------------------
@@ -213,10 +215,18 @@ class WorkQueue:
             self.push(item)
 
     # -- results -------------------------------------------------------------------------------
-    def done(self, path: str) -> None:
-        """``path`` left the loop (filed, gone, vanished or not recorded)."""
+    def done(self, path: str, *, changed: bool = False) -> None:
+        """``path`` left the loop (filed, gone, vanished or not recorded; ``changed``: to be run again)."""
         self.inflight.pop(path, None)
         self.changed.discard(path)
+        if changed:
+            self.reruns[path] = self.reruns.get(path, 0) + 1
+        else:
+            self.reruns.pop(path, None)
+
+    def last_runs(self, paths: Iterable[str]) -> dict[str, int]:
+        """Those of ``paths`` re-run for changes ``--retries`` times already, with the number of this run."""
+        return {p: n + 1 for p in paths if (n := self.reruns.get(p, 0)) >= self.policy.retries}
 
     def hold(self, path: str) -> None:
         """The move of ``path`` failed: not offered again by sweeps until the watcher sees it change."""
