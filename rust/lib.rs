@@ -1,7 +1,7 @@
 //! `conductor_loop._core`: the Rust core of conductor-loop, exposed to Python with PyO3.
 //!
 //! The logic lives in plain-Rust modules that are unit-tested with `cargo test`: [`hash`],
-//! [`fsops`], [`names`], the settle rule ([`settle`]), the watchers ([`watch`] shared by
+//! [`fsops`], [`lease`], [`names`], the settle rule ([`settle`]), the watchers ([`watch`] shared by
 //! [`watcher`] (inotify) and [`poll`]) and [`fstype`]. This file and `pywatch.rs` only convert
 //! arguments, release the GIL around every blocking call (`py.detach`) and map
 //! [`error::CoreError`] to Python `OSError` subclasses.
@@ -10,6 +10,7 @@ pub mod error;
 pub mod fsops;
 pub mod fstype;
 pub mod hash;
+pub mod lease;
 pub mod names;
 pub mod poll;
 mod pywatch;
@@ -161,6 +162,13 @@ fn fsync_dir(py: Python<'_>, path: PathBuf) -> PyResult<()> {
     py.detach(|| fsops::fsync_dir(&path)).map_err(to_pyerr)
 }
 
+/// Whether some process has the regular file ``path`` open for writing: ``True``, ``False``, or
+/// ``None`` when read leases are unavailable for it (see ``rust/lease.rs``).
+#[pyfunction]
+fn open_for_write(py: Python<'_>, path: PathBuf) -> PyResult<Option<bool>> {
+    py.detach(|| lease::open_for_write(&path)).map_err(to_pyerr)
+}
+
 /// ``name + suffix``, shortened with ``~`` and a hash of ``name`` when longer than ``limit`` bytes.
 #[pyfunction]
 #[pyo3(signature = (name, suffix=OsString::new(), limit=names::NAME_MAX as i64))]
@@ -191,6 +199,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rename_exchange, m)?)?;
     m.add_function(wrap_pyfunction!(syncfs, m)?)?;
     m.add_function(wrap_pyfunction!(fsync_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(open_for_write, m)?)?;
     m.add_function(wrap_pyfunction!(fit_name, m)?)?;
     pywatch::register(m)?;
     m.add("MOVE_TEMP_MARKER", fsops::MOVE_TEMP_MARKER)?;

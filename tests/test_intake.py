@@ -58,3 +58,18 @@ def test_once_mode_gives_young_files_up_after_max_5s_10x_debounce() -> None:
     assert not i.waited_out(working=False)
     clock.advance(5.0)
     assert i.waited_out(working=False)
+
+
+def test_a_quiet_file_still_open_for_writing_stays_young_and_no_lease_is_reported_once() -> None:
+    clock = FakeClock()
+    answers: dict[str, bool | None] = {"/h/open": True, "/h/done": False, "/h/nfs": None, "/h/nfs2": None}
+    i = Intake(0.5, clock, writing=answers.__getitem__)
+    mtimes = {p: clock.wall - 10 for p in answers}
+    assert i.settled(list(answers), mtime=mtimes.__getitem__) == ["/h/done", "/h/nfs", "/h/nfs2"]
+    assert set(i.young) == {"/h/open"}
+    assert i.lease_unavailable() == "/h/nfs" and i.lease_unavailable() is None
+    answers["/h/open"] = False  # its writer closed it
+    clock.advance(0.5)
+    assert i.settled(i.due(), mtime=mtimes.__getitem__) == ["/h/open"]
+    i.settled(["/h/nfs2"], mtime=mtimes.__getitem__)
+    assert i.lease_unavailable() is None  # said once per run

@@ -82,6 +82,7 @@ def test_metrics_scrape_values(served: tuple[Metrics, Health, MetricsServer, int
     metrics.workers_busy.set(2)
     metrics.events_total.inc(11)
     metrics.rescans_total.inc()
+    metrics.sweeps_total.inc(4)
     metrics.retries_total.inc(2)
     metrics.watcher_up.set(1)
 
@@ -103,6 +104,7 @@ def test_metrics_scrape_values(served: tuple[Metrics, Health, MetricsServer, int
     assert got[("conductor_porch_timeouts_total", ())] == 1.0
     assert got[("conductor_events_total", ())] == 11.0
     assert got[("conductor_rescans_total", ())] == 1.0
+    assert got[("conductor_sweeps_total", ())] == 4.0
     assert got[("conductor_retries_total", ())] == 2.0
     assert got[("conductor_watcher_up", ())] == 1.0
     assert got[("conductor_last_success_timestamp_seconds", ())] == pytest.approx(time.time(), abs=60)

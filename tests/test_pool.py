@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from conductor_loop.pool import BootFailures, Death, Pool, WorkerHandle
-from conductor_loop.records import WorkItem, WorkResult
+from conductor_loop.records import Outcome, WorkItem, WorkResult
 from poolworker import echo
 
 
@@ -55,6 +55,20 @@ def test_a_dead_worker_is_reaped_with_the_intents_it_held(pool: Pool) -> None:
     pool.send(w, [WorkItem("quit")])
     _, (death,) = gather(pool, want_deaths=1)
     assert death.exitcode == 4 and [i.path for i in death.lost] == ["quit"] and not death.touched
+
+
+def test_hand_back_finishes_the_running_item_and_returns_the_rest(pool: Pool) -> None:
+    w = pool.spawn()
+    pool.send(w, [WorkItem("nap"), WorkItem("x"), WorkItem("y")])
+    deadline = time.monotonic() + 60
+    while not pool.heartbeat[w.slot]:  # the worker started on "nap"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    pool.hand_back()
+    pool.send(w, [WorkItem("z")])  # a batch sent after the stop began is given back whole
+    results, _ = gather(pool, want_results=4)
+    got = {r.path: r.outcome for r in results}
+    assert got == {"nap": Outcome.SUCCESS, "x": Outcome.RETURNED, "y": Outcome.RETURNED, "z": Outcome.RETURNED}
 
 
 def test_a_stalled_worker_is_killed(pool: Pool) -> None:

@@ -159,6 +159,20 @@ def test_unfinished_and_recent_failures(store: StateStore) -> None:
     assert store.counts() == {"claimed": 2, "success": 1, "failed": 5, "skipped": 0}
 
 
+def test_last_success_at(store: StateStore) -> None:
+    assert store.last_success_at() is None
+    store.record([outcome("/h/f", "failed"), outcome("/h/k", "skipped")])
+    assert store.last_success_at() is None
+    before = time.time()
+    store.record([outcome("/h/a")])
+    time.sleep(0.002)
+    store.record([outcome("/h/b")])
+    after = time.time()
+    got = store.last_success_at()
+    assert got is not None and before <= got <= after
+    assert got == store.get("/h/b").processed_at  # type: ignore[union-attr]
+
+
 def test_get_many_30k(store: StateStore) -> None:
     paths = [f"/handoff/intent-{i:05d}.json" for i in range(30_000)]
     store.claim([(p, SHA_A, i) for i, p in enumerate(paths)])

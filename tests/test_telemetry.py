@@ -15,6 +15,8 @@ from conductor_loop.telemetry import (
     IntentNotFiled,
     IntentRetried,
     Rescanned,
+    StateOpened,
+    Swept,
     Telemetry,
     WatchNews,
 )
@@ -44,6 +46,8 @@ def test_events_become_metrics_logs_progress_and_summary() -> None:
     t.emit(IntentRetried(slow, 2, 0.5))
     t.emit(IntentNotFiled(ok, Filing.CHANGED))
     t.emit(Rescanned("watcher asked for a rescan"))
+    t.emit(Swept())
+    t.emit(Swept())
     t.emit(WatchNews(events=7))
     t.watcher_changed(False)
     t.emit(Figures(ready=4, delayed=1, inflight=2, workers=2, busy=1, max_workers=3))
@@ -55,10 +59,36 @@ def test_events_become_metrics_logs_progress_and_summary() -> None:
     assert value(m, "conductor_retries_total") == 1 and value(m, "conductor_porch_timeouts_total") == 1
     assert value(m, "conductor_rescans_total") == 1 and value(m, "conductor_events_total") == 7
     assert value(m, "conductor_watcher_up") == 0 and not h.healthz()[0]
-    assert value(m, "conductor_queue_depth") == 4 and value(m, "conductor_workers_busy") == 1
+    assert value(m, "conductor_sweeps_total") == 2  # sweeps are not rescans
+    # the queue as `status` shows it (retries waiting included), set from every turn's figures
+    assert value(m, "conductor_queue_depth") == 5 and value(m, "conductor_workers_busy") == 1
+    assert value(m, "conductor_workers") == 2
     events: list[dict[str, Any]] = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [e["event"] for e in events] == [
         "intent.success", "intent.failed", "intent.retry", "intent.changed", "loop.rescan", "watcher.lost",
     ]
     live = t.live(Figures(4, 1, 2, 2, 1, 3))
     assert (live["queue"], live["inflight"], live["workers"], live["processed"]) == (5, 2, 2, 1)
+
+
+def test_the_last_success_is_restored_from_the_state_at_start() -> None:
+    m = Metrics()
+    t = Telemetry(m, Health())
+    t.emit(StateOpened(1_700_000_123.5))
+    assert value(m, "conductor_last_success_timestamp_seconds") == 1_700_000_123.5
+    t.emit(StateOpened(None))  # a state without a success
+    assert value(m, "conductor_last_success_timestamp_seconds") == 0
+
+
+def test_live_figures_are_published_when_they_change_at_most_every_quarter_second() -> None:
+    m = Metrics()
+    t = Telemetry(m, Health())
+    written: list[dict[str, Any]] = []
+    busy, idle = Figures(3, 1, 1, 1, 1, 2), Figures(2, 1, 1, 1, 0, 2)
+    assert t.publish_live(busy, written.append)
+    assert value(m, "conductor_queue_depth") == 4  # the gauges get the published figures too
+    assert not t.publish_live(idle, written.append)  # changed, but too soon
+    t._live_at -= 0.3
+    assert not t.publish_live(busy, written.append)  # unchanged: waits for the second
+    assert t.publish_live(idle, written.append)
+    assert [(w["queue"], w["busy"]) for w in written] == [(4, 1), (3, 0)]

@@ -33,6 +33,7 @@ def test_priority_first_then_oldest() -> None:
 def test_batch_size_is_ready_over_two_per_worker_clamped() -> None:
     q, _ = queue()
     assert q.batch_size(2) == 1
+    q.observe([0.001] * 50)  # fast intents: batches are a share of the queue
     for i in range(100):
         q.push(WorkItem(f"/h/{i}"))
     assert q.batch_size(2) == 25

@@ -1,10 +1,15 @@
 """conductor-loop: watch a handoff directory for intents, run porch for each, file the result."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("conductor-loop")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
-
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    """``__version__``, read from the installed metadata on first use (every command starts faster)."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("conductor-loop")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "0.0.0"

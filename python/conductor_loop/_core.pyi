@@ -101,6 +101,17 @@ def syncfs(path: str) -> None:
 def fsync_dir(path: str) -> None:
     """fsync a directory so that renames and unlinks in it are durable."""
 
+def open_for_write(path: str) -> bool | None:
+    """Whether some process (this one included) has the regular file ``path`` open for writing.
+
+    An exact probe with a Linux read lease (``fcntl(F_SETLEASE, F_RDLCK)``, released at once):
+    ``True`` while a writer has it open, ``False`` when none has, ``None`` when leases are not
+    available for it (not the file's owner without ``CAP_LEASE``, a filesystem without leases).
+    Never blocks and never follows a symlink: ``NotRegularFile`` for anything but a regular file,
+    ``FileNotFoundError`` when it is gone. A broken lease would be signalled with ``SIGURG``
+    (ignored by default), never ``SIGIO``.
+    """
+
 class Batch:
     """One result of :meth:`BaseWatcher.take_batch` / :meth:`BaseWatcher.next_batch`."""
 

@@ -7,6 +7,7 @@ finds settled. A fresh intent is queued with its dedupe basis from the state (th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from conductor_loop.intake import Intake
@@ -69,7 +70,13 @@ class Feed:
     def take_settled(self, paths: Iterable[str]) -> int:
         """Offer those of ``paths`` that are settled; the others stay young."""
         pending = self.watch.pending() if self.watch is not None else set()
-        return self.offer(self.intake.settled(paths, pending=pending, known=self.queue.knows), settled=False)
+        settled = self.intake.settled(paths, pending=pending, known=self.queue.knows)
+        unknown = self.intake.lease_unavailable()
+        if unknown is not None:
+            self.telemetry.note("scan.lease_unavailable", level=30, intent=os.path.basename(unknown),
+                                reason="cannot take a read lease (not the file's owner without CAP_LEASE, or a "
+                                "filesystem without leases); files found by a scan are taken once quiet for --debounce")
+        return self.offer(settled, settled=False)
 
     def look_again(self) -> None:
         """Young files whose quiet period ended."""

@@ -38,8 +38,13 @@ def status_doc(
     output_dir: str | None,
     correlation_id: str | None,
     ts: float | None = None,
+    attempt_log: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Build the status document with every field the README lists."""
+    """Build the status document with every field the README lists.
+
+    ``duration_ms`` is the total from the first attempt's start to the final outcome; ``attempt_log``
+    lists each attempt (``attempt``, ``duration_ms``, ``outcome``, ``exit_code``, ``message``).
+    """
     return {
         "intent_file": intent_file,
         "status": status,
@@ -53,6 +58,7 @@ def status_doc(
         "duration_ms": None if duration_ms is None else round(duration_ms, 3),
         "exit_code": exit_code,
         "attempts": attempts,
+        "attempt_log": list(attempt_log or []),
         "worker": worker,
         "moved_to": moved_to,
         "output_dir": output_dir,
@@ -106,6 +112,7 @@ def result_status_doc(
         duration_ms=res.duration_ms,
         exit_code=res.exit_code,
         attempts=res.attempt,
+        attempt_log=res.attempt_log,
         worker=res.worker,
         moved_to=moved_to,
         output_dir=res.output_dir,

@@ -2,8 +2,10 @@
 
 The watcher reports paths that settled (closed after writing, then quiet for the debounce); a sweep
 of the directory finds candidates an event missed. A swept file counts as settled when the watcher
-does not see it being written and its mtime is older than the debounce; otherwise it is *young* and
-looked at again when its quiet period ends. Once mode gives young files up after
+does not see it being written, its mtime is older than the debounce and no process holds it open for
+writing (a read lease tells: :func:`open_writer`); otherwise it is *young* and looked at again when
+its quiet period ends. Where leases are unavailable the mtime alone decides, and the feed says so in
+the log once (README, "Settle, then take"). Once mode gives young files up after
 ``max(5 s, 10 x debounce)`` with nothing else to do (README, ``run``).
 
 Plain state with an injected clock: no processes, no threads.
@@ -16,10 +18,13 @@ import re
 import stat
 from collections.abc import Callable, Collection, Iterable
 
+from conductor_loop import _core
 from conductor_loop.clock import SYSTEM_CLOCK, Clock
 
 #: A young file is looked at again this long after its quiet period ends.
 LOOK_AGAIN_SLACK = 0.001
+#: A quiet file still open for writing is looked at again after the debounce, at least this long.
+OPEN_LOOK_AGAIN = 0.05
 DEFAULT_PRIORITY = 5
 _PRIORITY = re.compile(rb'"priority"\s*:\s*(\d{1,3})\b')
 
@@ -47,15 +52,32 @@ def peek_priority(path: str) -> int:
     return value if 0 <= value <= 10 else DEFAULT_PRIORITY
 
 
+def open_writer(path: str) -> bool | None:
+    """Whether some process holds ``path`` open for writing (:func:`conductor_loop._core.open_for_write`).
+
+    ``None`` when leases are unavailable for it; a file that is gone or not a regular file is "not
+    open" (the worker's validation decides about it).
+    """
+    try:
+        return _core.open_for_write(path)
+    except OSError:
+        return False
+
+
 class Intake:
     """Tracks young files and decides which swept candidates are settled."""
 
-    def __init__(self, debounce: float, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, debounce: float, clock: Clock = SYSTEM_CLOCK, writing: Callable[[str], bool | None] = open_writer
+    ) -> None:
         self.debounce = debounce
         self.clock = clock
+        self.writing = writing
         #: Young paths and the wall-clock time to look at them again.
         self.young: dict[str, float] = {}
         self._waiting_since: float | None = None
+        self._lease_unknown: str | None = None
+        self._lease_reported = False
 
     @property
     def give_up_after(self) -> float:
@@ -89,9 +111,23 @@ class Intake:
             if path in pending or now - modified < self.debounce:
                 self.young[path] = max(now, modified + self.debounce) + LOOK_AGAIN_SLACK
                 continue
+            if self._open_for_write(path):  # quiet, but its writer still holds it: look again later
+                self.young[path] = now + max(self.debounce, OPEN_LOOK_AGAIN)
+                continue
             self.young.pop(path, None)
             ready.append(path)
         return ready
+
+    def _open_for_write(self, path: str) -> bool:
+        answer = self.writing(path)
+        if answer is None and not self._lease_reported:
+            self._lease_reported, self._lease_unknown = True, path
+        return bool(answer)
+
+    def lease_unavailable(self) -> str | None:
+        """The first path no lease could be taken on, once (then None): the caller logs it."""
+        path, self._lease_unknown = self._lease_unknown, None
+        return path
 
     def due(self) -> list[str]:
         """Young paths whose quiet period has ended (to be passed to :meth:`settled` again)."""

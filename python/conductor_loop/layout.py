@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from conductor_loop import _core
+from conductor_loop.clock import rfc3339
 from conductor_loop.records import FINAL_STATUSES, Destination, Outcome
 
 #: Longest file name (in bytes) the loop creates; the Rust core shares it.
@@ -143,6 +144,12 @@ def deduped(row: RowLike | None, sha: str) -> bool:
     """True when the loop would skip content ``sha`` at this row's path as a duplicate."""
     basis = dedupe_basis(row)
     return basis is not None and basis[0] == sha
+
+
+def duplicate_message(sha: str, when: float | None) -> str:
+    """What a skipped duplicate's status says: which content, and when it was processed with success."""
+    earlier = rfc3339(when) if when else "an earlier run"
+    return f"identical content (sha256 {sha[:12]}) already processed with success at {earlier}"
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ EVENTS: tuple[str, ...] = (
     "loop.reconcile",
     "loop.rescan",
     "loop.left_unsettled",
+    "scan.lease_unavailable",
     "loop.handoff_recreated",
     "loop.lock_lost",
     "state.recovered",

@@ -99,7 +99,7 @@ class Metrics:
             self.intents_total.labels(outcome=outcome)
         self.processing_seconds = Histogram(
             "conductor_processing_seconds",
-            "Time from taking an intent to filing it (validate, run porch, record), in seconds.",
+            "Time from taking an intent to its final outcome (validate, run porch, record; all attempts), in seconds.",
             buckets=PROCESSING_BUCKETS,
             registry=r,
         )
@@ -115,26 +115,18 @@ class Metrics:
         )
         self.last_success_timestamp = Gauge(
             "conductor_last_success_timestamp_seconds",
-            "Unix time of the last intent filed with outcome success.",
+            "Unix time of the last intent filed with outcome success (at start: the newest success in the state).",
             registry=r,
         )
 
     def _loop_metrics(self, r: CollectorRegistry) -> None:
         self.queue_depth = Gauge(
             "conductor_queue_depth",
-            "Settled intents waiting for a worker.",
+            "Settled intents waiting for a worker, retries waiting out their backoff included.",
             registry=r,
         )
-        self.workers = Gauge(
-            "conductor_workers",
-            "Worker processes currently in the pool.",
-            registry=r,
-        )
-        self.workers_busy = Gauge(
-            "conductor_workers_busy",
-            "Worker processes currently processing an intent.",
-            registry=r,
-        )
+        self.workers = Gauge("conductor_workers", "Worker processes currently in the pool.", registry=r)
+        self.workers_busy = Gauge("conductor_workers_busy", "Workers currently processing an intent.", registry=r)
         self.events_total = Counter(
             "conductor_events_total",
             "Raw file-system events received from the watcher (before coalescing).",
@@ -142,7 +134,14 @@ class Metrics:
         )
         self.rescans_total = Counter(
             "conductor_rescans_total",
-            "Full rescans of the handoff directory (queue overflow, lost watch, recreated dir, sweep).",
+            "Full rescans of the handoff directory because events may have been lost "
+            "(inotify queue overflow, lost watch, recreated directory).",
+            registry=r,
+        )
+        self.sweeps_total = Counter(
+            "conductor_sweeps_total",
+            "Periodic sweeps of the handoff directory (every --debounce x 10, at most 30 s) for what no "
+            "event reported.",
             registry=r,
         )
         self.watcher_up = Gauge(

@@ -28,10 +28,11 @@ from conductor_loop.records import ABORT_SIGNAL, WorkItem, WorkResult
 #: Heartbeat slots (one per concurrently live worker).
 MAX_SLOTS = 256
 
-#: The body of a worker process: ``target(slot, settings, conn, heartbeat)``. It receives lists of
-#: items on ``conn`` (``None`` means stop), sends back one list of results per list, and sets
-#: ``heartbeat[slot]`` to ``time.monotonic()`` while it works on an item (0.0 when idle).
-WorkerTarget = Callable[[int, Any, Connection, Any], None]
+#: The body of a worker process: ``target(slot, settings, conn, heartbeat, stopping)``. It receives
+#: lists of items on ``conn`` (``None`` means stop), sends back one list of results per list, and sets
+#: ``heartbeat[slot]`` to ``time.monotonic()`` while it works on an item (0.0 when idle). Once
+#: ``stopping.value`` is set (:meth:`Pool.hand_back`) it starts no further item and gives the rest back.
+WorkerTarget = Callable[[int, Any, Connection, Any, Any], None]
 
 
 @dataclass(eq=False)
@@ -80,6 +81,8 @@ class Pool:
         if start_method == "forkserver":
             self.ctx.set_forkserver_preload([target.__module__, __name__])
         self.heartbeat: Any = self.ctx.Array("d", MAX_SLOTS, lock=False)
+        #: Set once by :meth:`hand_back`; every worker reads it before it starts an item.
+        self.stopping: Any = self.ctx.Value("b", 0, lock=False)
         self.workers: dict[int, WorkerHandle] = {}
         self._by_conn: dict[int, WorkerHandle] = {}
         self._by_sentinel: dict[int, WorkerHandle] = {}
@@ -92,7 +95,7 @@ class Pool:
         self.heartbeat[slot] = 0.0
         proc = self.ctx.Process(  # type: ignore[attr-defined]
             target=self.target,
-            args=(slot, self.settings, child, self.heartbeat),
+            args=(slot, self.settings, child, self.heartbeat, self.stopping),
             name=f"conductor-worker-{slot + 1}",
             daemon=True,
         )
@@ -110,6 +113,10 @@ class Pool:
         if not w.inflight:
             with contextlib.suppress(OSError):
                 w.conn.send(None)
+
+    def hand_back(self) -> None:
+        """Graceful stop: workers finish the item they are running and give back the rest unstarted."""
+        self.stopping.value = 1
 
     def kill(self, w: WorkerHandle, sig: int = signal.SIGKILL) -> None:
         """Signal a worker (``ABORT_SIGNAL`` lets it stop porch's process group first)."""

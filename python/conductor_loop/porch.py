@@ -53,10 +53,10 @@ _HELP = """The built-in porch: validate one intent and write its kpt package to
 DIR/<namespace>/<target>-scaling/ (atomically replacing an older one).
 -structured adds the apply-replacements pipeline and a README.md.
 
-Example:
-  conductor-loop porch -intent handoff/intent-a.json -out ./out -structured
+Exit codes: 0 written, 1 invalid intent or write error, 2 usage error.
 
-Exit codes: 0 written, 1 invalid intent or write error, 2 usage error."""
+Example:
+  conductor-loop porch -intent handoff/intent-a.json -out ./out -structured"""
 
 
 class NotBuildable(ValueError):

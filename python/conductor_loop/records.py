@@ -42,7 +42,9 @@ class Outcome(str, Enum):
     """What happened to one intent in a worker.
 
     ``retry`` is an environment failure with attempts left; ``vanished`` means the file disappeared
-    before it could be read (nothing is written for it). The others are final and filed.
+    before it could be read (nothing is written for it); ``returned`` means a worker gave it back
+    unstarted because the loop is stopping (nothing is written for it: it stays in the handoff for
+    the next start, README "Signals"). The others are final and filed.
     """
 
     SUCCESS = "success"
@@ -50,6 +52,7 @@ class Outcome(str, Enum):
     SKIPPED = "skipped"
     RETRY = "retry"
     VANISHED = "vanished"
+    RETURNED = "returned"
 
     def __str__(self) -> str:
         return self.value
@@ -113,12 +116,18 @@ class WorkerSettings:
 
 @dataclass(slots=True)
 class WorkItem:
-    """One intent to process. ``prev_sha256`` is the content last processed with success and filed."""
+    """One intent to process. ``prev_sha256`` is the content last processed with success and filed.
+
+    For a retry, ``first_started`` (``time.monotonic()``, one clock for every process of the host) is
+    when its first attempt began and ``earlier`` the log of the attempts before this one.
+    """
 
     path: str
     attempt: int = 1
     prev_sha256: str | None = None
     prev_when: float | None = None
+    first_started: float | None = None
+    earlier: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -146,6 +155,17 @@ class WorkResult:
     #: A storage fault behind this result (disk full, read-only): the loop pauses intake (conductor_loop.faults).
     fault: str | None = None
     doc: dict[str, Any] | None = field(default=None)
+    #: When the first attempt began (``time.monotonic()``) and every attempt so far, this one last:
+    #: ``{"attempt", "duration_ms", "outcome", "exit_code", "message"}``. ``duration_ms`` above is the
+    #: total from the first attempt's start to this outcome, backoffs included (README, status fields).
+    first_started: float | None = None
+    attempt_log: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def attempt_ms(self) -> float:
+        """Milliseconds of the last attempt alone (0 when none was made)."""
+        last = self.attempt_log[-1].get("duration_ms") if self.attempt_log else None
+        return float(last) if last is not None else 0.0
 
 
 @dataclass(slots=True)

@@ -59,7 +59,14 @@ class Results:
         """A worker died: its intents go back alone; those out of attempts fail (none if it never started one)."""
         for item in self.queue.requeue_lost(death.lost, touched=death.touched):
             message = f"{death.reason} while processing this intent"
-            self.add([WorkResult(item.path, Outcome.FAILED, message, item.attempt, death.worker.id)])
+            r = WorkResult(item.path, Outcome.FAILED, message, item.attempt, death.worker.id,
+                           first_started=item.first_started)
+            this = {"attempt": item.attempt, "duration_ms": None, "outcome": r.outcome.value, "exit_code": None,
+                    "message": message}
+            r.attempt_log = [*(item.earlier or ()), this]
+            if item.first_started is not None:
+                r.duration_ms = (time.monotonic() - item.first_started) * 1000.0
+            self.add([r])
 
     @property
     def pending(self) -> bool:
@@ -84,11 +91,12 @@ class Results:
         done, self.done = self.done, []
         final: list[WorkResult] = []
         for r in done:
-            if r.outcome is Outcome.VANISHED:
+            if r.outcome in (Outcome.VANISHED, Outcome.RETURNED):  # nothing written: stays in the handoff
                 self.queue.done(r.path)
             elif r.outcome is Outcome.RETRY:
                 self._fault(r.fault)
                 item, delay = self.queue.retry_later(r.path, r.attempt)
+                item.first_started, item.earlier = r.first_started, r.attempt_log  # durations over every attempt
                 self.telemetry.emit(IntentRetried(r, item.attempt, delay))
             else:
                 if r.doc is None:  # made by the loop (a worker died on it): the recorder writes it

@@ -269,6 +269,11 @@ class StateStore:
         )
         return [_row(r) for r in cur]
 
+    def last_success_at(self) -> float | None:
+        """Epoch time of the newest ``success`` row (when it was recorded), or ``None`` without one."""
+        row = self.conn.execute("SELECT MAX(processed_at) FROM intents WHERE status = 'success'").fetchone()
+        return float(row[0]) if row is not None and row[0] is not None else None
+
     def counts(self) -> dict[str, int]:
         """Number of rows per status; every status in :data:`STATUSES` is present."""
         out = dict.fromkeys(STATUSES, 0)

@@ -53,21 +53,13 @@ from conductor_loop.signals import SignalInbox
 from conductor_loop.staff import Staff, worker_bounds
 from conductor_loop.state import StateStore
 from conductor_loop.storage import StorageGuard
-from conductor_loop.telemetry import (
-    Figures,
-    HandoffChecked,
-    Phase,
-    Telemetry,
-    WatchNews,
-)
+from conductor_loop.telemetry import Figures, HandoffChecked, Phase, StateOpened, Swept, Telemetry, WatchNews
 from conductor_loop.watch import WatchSource, choose_backend
 from conductor_loop.worker import worker_main
 from conductor_loop.workqueue import WorkQueue
 
 __all__ = ["FatalError", "LockHeld", "RunSummary", "Supervisor"]
 
-#: Batches in flight per worker: one running, one ready behind it.
-BATCHES_PER_WORKER = 2
 _LOOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
@@ -154,6 +146,8 @@ class Supervisor:
         """Open the state, start watching, recover, start the recorder and the workers."""
         for note in self.hold.open_state():
             self.telemetry.emit(note)
+        assert self.state is not None
+        self.telemetry.emit(StateOpened(self.state.last_success_at()))
         self.feed.state = self.state
         self.feed.quarantine = Quarantine(self.layout, self.telemetry, self._status_basis)
         self.telemetry.emit(Phase("reconciling"))
@@ -211,7 +205,6 @@ class Supervisor:
         self.hold.release(self.telemetry.last_run())
         self.signals.close()
         self.telemetry.emit(Figures(0, 0, 0, 0, 0, 0))
-        self.telemetry.metrics.workers.set(0)
 
     def _debounce_ms(self) -> int:
         return max(0, round(self.cfg.debounce * 1000))
@@ -229,6 +222,7 @@ class Supervisor:
                 if self.finished():
                     return
                 self.dispatch()
+                self.publish()
                 self.collect(self.wait())
                 self.file_results()
                 self.housekeep(interval)
@@ -248,7 +242,7 @@ class Supervisor:
         if not self._stopping and not self.storage.paused:
             self.queue.release_due()
             while self.queue.has_ready():
-                workers = [w for w in self.pool.idle_workers() if len(w.inflight) < BATCHES_PER_WORKER]
+                workers = [w for w in self.pool.idle_workers() if len(w.inflight) < self.queue.per_worker()]
                 if not workers:
                     break
                 batch = self.queue.take_batch(self.pool.size)
@@ -269,6 +263,7 @@ class Supervisor:
         assert self.pool is not None and self.results is not None
         results, deaths = self.pool.collect(ready)
         for _w, got in results:
+            self.queue.observe(r.attempt_ms / 1000.0 for r in got if r.attempt_log)
             self.results.add(got)
         for death in deaths:
             self._on_death(death)
@@ -295,20 +290,24 @@ class Supervisor:
             writable = os.access(self.layout.root, os.W_OK | os.X_OK)
             self.telemetry.emit(HandoffChecked(writable, "" if writable else f"{self.layout.root} is not writable"))
             if not self._stopping:
+                self.telemetry.emit(Swept())
                 self.feed.sweep()
             self._cleanup()
         elif self.intake.young and not self._stopping:
             self.feed.look_again()
 
+    def publish(self) -> None:
+        """The live figures ``status`` shows (telemetry decides when: :meth:`Telemetry.publish_live`)."""
+        state = self.state
+        assert state is not None
+        self.telemetry.publish_live(self._figures(), lambda live: self.storage.guard(state.set_meta, "live", live))
+
     def autoscale(self) -> None:
-        """Once a second: publish the live figures and let the autoscaler size the pool."""
-        assert self.staff is not None and self.state is not None
+        """Once a second: let the autoscaler size the pool."""
+        assert self.staff is not None
         now = time.monotonic()
-        if now - self._last_scale < 1.0:
-            return
-        self._last_scale = now
-        self.storage.guard(self.state.set_meta, "live", self.telemetry.live(self._figures()))
-        if not self._stopping:
+        if now - self._last_scale >= 1.0 and not self._stopping:
+            self._last_scale = now
             self.staff.autoscale(now, self.queue.backlog)
 
     def _next_timeout(self) -> float:
@@ -382,6 +381,8 @@ class Supervisor:
     def _begin_stop(self, name: str) -> None:
         if not self._stopping:
             self._stopping = True
+            if self.pool is not None:
+                self.pool.hand_back()  # only running intents finish: a stop takes <= --timeout + 5 s
             self.telemetry.emit(Phase("stopping"))
             self.telemetry.note("loop.stopping", signal=name, inflight=len(self.queue.inflight))
 

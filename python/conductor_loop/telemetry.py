@@ -103,6 +103,18 @@ class Rescanned:
 
 
 @dataclass(frozen=True, slots=True)
+class Swept:
+    """A periodic sweep of the handoff directory (not a rescan: no event was known to be lost)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateOpened:
+    """The state was opened; ``last_success`` is when its newest success was recorded (None: none)."""
+
+    last_success: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class HandoffChecked:
     """Whether the handoff directory is writable."""
 
@@ -140,10 +152,12 @@ class Figures:
 
 Event = (
     Note | IntentFiled | IntentNotFiled | IntentRetried | WorkerEvent | WorkerExited | PoolSized | WatchNews
-    | Rescanned | HandoffChecked | StorageChecked | Phase | Figures
+    | Rescanned | Swept | StateOpened | HandoffChecked | StorageChecked | Phase | Figures
 )
 
 ProgressHook = Callable[[RunSummary, int], None]
+#: The live figures are published this often, and when they changed at most this often (seconds).
+LIVE_EVERY, LIVE_CHANGED_EVERY = 1.0, 0.25
 
 
 class Telemetry:
@@ -156,6 +170,8 @@ class Telemetry:
         self.summary = RunSummary()
         self.total_hint = 0
         self.started_at = time.time()
+        self._live_at = 0.0
+        self._live_figures: Figures | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             Note: self._note,
             IntentFiled: self._filed,
@@ -166,6 +182,8 @@ class Telemetry:
             PoolSized: self._pool_sized,
             WatchNews: self._watch,
             Rescanned: self._rescanned,
+            Swept: self._swept,
+            StateOpened: self._state_opened,
             HandoffChecked: self._handoff,
             StorageChecked: self._storage,
             Phase: self._phase,
@@ -266,6 +284,12 @@ class Telemetry:
         self.metrics.rescans_total.inc()
         log_event("loop.rescan", reason=e.reason)
 
+    def _swept(self, _e: Swept) -> None:
+        self.metrics.sweeps_total.inc()
+
+    def _state_opened(self, e: StateOpened) -> None:
+        self.metrics.last_success_timestamp.set(e.last_success or 0.0)
+
     def _handoff(self, e: HandoffChecked) -> None:
         self.health.set_handoff_writable(e.writable, e.reason)
 
@@ -283,10 +307,26 @@ class Telemetry:
             self.health.set_stopping(True)
 
     def _figures(self, e: Figures) -> None:
-        self.metrics.queue_depth.set(e.ready)
+        # Every turn, so every scrape is true; the queue as ``status`` shows it (retries waiting included).
+        self.metrics.queue_depth.set(e.ready + e.delayed)
+        self.metrics.workers.set(e.workers)
         self.metrics.workers_busy.set(e.busy)
 
     # -- the live figures and the summary ------------------------------------------------------
+    def publish_live(self, f: Figures, write: Callable[[dict[str, Any]], None]) -> bool:
+        """Write the live figures once a second, and when they changed (at most every 0.25 s).
+
+        The gauges get the same figures at the same moment, so a scrape and ``status`` agree.
+        """
+        now = time.monotonic()
+        since = now - self._live_at
+        if since < LIVE_CHANGED_EVERY or (since < LIVE_EVERY and f == self._live_figures):
+            return False
+        self._live_at, self._live_figures = now, f
+        self.emit(f)
+        write(self.live(f))
+        return True
+
     def live(self, f: Figures) -> dict[str, Any]:
         """The figures ``conductor-loop status`` shows while the loop runs."""
         s = self.summary

@@ -17,11 +17,10 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from conductor_loop.clock import rfc3339
 from conductor_loop.executor import ExecRequest, ExecResult, Executor, load_executor
 from conductor_loop.faults import fault_of, space_fault
 from conductor_loop.filing import error_log_text, result_status_doc, write_status
-from conductor_loop.layout import Layout
+from conductor_loop.layout import Layout, duplicate_message
 from conductor_loop.leftovers import porch_env
 from conductor_loop.records import ABORT_SIGNAL, Outcome, WorkerSettings, WorkItem, WorkResult
 from conductor_loop.validate import Intent, ValidationError, read_intent
@@ -41,9 +40,10 @@ class IntentProcessor:
 
     def process(self, item: WorkItem) -> WorkResult:
         """Process one intent and write its status file (for final outcomes)."""
-        t0 = time.perf_counter()
+        t0 = time.monotonic()
         path = item.path
-        res = WorkResult(path=path, outcome=Outcome.VANISHED, message="", attempt=item.attempt, worker=self.worker_id)
+        res = WorkResult(path=path, outcome=Outcome.VANISHED, message="", attempt=item.attempt, worker=self.worker_id,
+                         first_started=item.first_started or t0, attempt_log=list(item.earlier or ()))
         try:
             sha, size, intent = self._read(res)
         except FileNotFoundError:
@@ -55,10 +55,9 @@ class IntentProcessor:
             res.detail = res.message
             return self._finish(res, t0)
         res.sha256, res.size, res.correlation_id = sha, size, intent.correlation_id
-        if item.prev_sha256 is not None and item.prev_sha256 == sha:
-            when = rfc3339(item.prev_when) if item.prev_when else "an earlier run"
+        if item.prev_sha256 is not None and item.prev_sha256 == sha:  # the basis from layout.dedupe_basis
             res.outcome = Outcome.SKIPPED
-            res.message = f"identical content (sha256 {sha[:12]}) already processed with success at {when}"
+            res.message = duplicate_message(sha, item.prev_when)
             return self._finish(res, t0)
         req = ExecRequest(
             intent_path=os.path.abspath(path),
@@ -107,7 +106,10 @@ class IntentProcessor:
             )
 
     def _finish(self, res: WorkResult, t0: float) -> WorkResult:
-        res.duration_ms = (time.perf_counter() - t0) * 1000.0
+        now = time.monotonic()
+        res.attempt_log.append({"attempt": res.attempt, "duration_ms": round((now - t0) * 1000.0, 3),
+                                "outcome": res.outcome.value, "exit_code": res.exit_code, "message": res.message})
+        res.duration_ms = (now - (res.first_started or t0)) * 1000.0
         if res.outcome.final:
             res.planned = self.layout.planned(res.path, res.outcome)
             res.doc = self.status_for(res, res.planned)
@@ -178,8 +180,12 @@ def _keep_descriptors_from_porch() -> None:
                 os.set_inheritable(fd, False)
 
 
-def worker_main(slot: int, settings: WorkerSettings, conn: Connection, heartbeat: Any) -> None:
-    """Body of a worker process: process batches until told to stop or the pipe closes."""
+def worker_main(slot: int, settings: WorkerSettings, conn: Connection, heartbeat: Any, stopping: Any) -> None:
+    """Body of a worker process: process batches until told to stop or the pipe closes.
+
+    Once ``stopping`` is set (a graceful stop, :meth:`~conductor_loop.pool.Pool.hand_back`) every
+    intent not started yet is given back as ``returned``, untouched.
+    """
     _ignore_loop_signals()
     _keep_descriptors_from_porch()
     _abort_when_orphaned(conn.fileno())
@@ -193,6 +199,9 @@ def worker_main(slot: int, settings: WorkerSettings, conn: Connection, heartbeat
             break
         results: list[WorkResult] = []
         for item in batch:
+            if stopping.value:
+                results.append(WorkResult(item.path, Outcome.RETURNED, "the loop is stopping", item.attempt, slot + 1))
+                continue
             heartbeat[slot] = time.monotonic()
             results.append(processor.process_safely(item))
         heartbeat[slot] = 0.0

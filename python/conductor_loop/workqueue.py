@@ -7,9 +7,9 @@
   is never filed under the old result;
 - *held*: intents whose move failed, not offered again until the watcher sees them change.
 
-It also owns batch sizing (``ready / (2 x workers)`` clamped to 1..32) and the requeue of a dead
-worker's intents, each alone, so a poison intent is pinned down while its batch-mates are not
-charged an attempt. Plain state with an injected clock and priority function: no processes.
+It also owns batch sizing (:class:`BatchPolicy`) and the requeue of a dead worker's intents, each
+alone, so a poison intent is pinned down while its batch-mates are not charged an attempt. Plain
+state with an injected clock and priority function: no processes.
 """
 
 from __future__ import annotations
@@ -25,6 +25,55 @@ from conductor_loop.records import RetryPolicy, WorkItem
 DEFAULT_PRIORITY = 5
 #: Largest batch handed to one worker at a time.
 MAX_BATCH = 32
+#: Seconds of work a batch is cut for.
+BATCH_BUDGET_S = 0.05
+#: Weight of the newest observation in the moving average of attempt durations.
+_ALPHA = 0.2
+
+
+class BatchPolicy:
+    """How much work a worker holds at once: batch size and batches per worker.
+
+    Batches amortise the pipe round trip per intent when porch is fast. They must not undo the queue
+    order (README, "Dedupe, retry and order": higher ``priority`` first) or a graceful stop: an intent
+    already cut into a batch waits for that whole batch. So a batch is sized to take about
+    ``budget_s`` at the recent per-intent time, and a worker holds a second batch (one running, one
+    ready behind it) only while intents are faster than that. With a slow porch every worker holds
+    exactly one intent, and an urgent intent (or a retry) that becomes ready later runs as soon as a
+    worker is free. Fed with observed attempt durations; no clock.
+    """
+
+    def __init__(self, budget_s: float = BATCH_BUDGET_S, max_batch: int = MAX_BATCH) -> None:
+        if budget_s <= 0 or max_batch < 1:
+            raise ValueError("budget_s must be positive and max_batch at least 1")
+        self.budget_s = budget_s
+        self.max_batch = max_batch
+        #: Moving average of one attempt's duration in seconds; ``None`` before the first result.
+        self.average_s: float | None = None
+
+    def observe(self, durations_s: Iterable[float]) -> None:
+        """Fold the durations (seconds) of finished attempts into the average."""
+        for d in durations_s:
+            d = max(0.0, d)
+            self.average_s = d if self.average_s is None else self.average_s + _ALPHA * (d - self.average_s)
+
+    def _fast(self) -> bool:
+        return self.average_s is not None and self.average_s < self.budget_s
+
+    def size(self, ready: int, workers: int) -> int:
+        """Intents in the next batch with ``ready`` waiting and ``workers`` in the pool.
+
+        A share of the queue (``ready / (2 x workers)``, 1..``max_batch``) capped by the time budget;
+        one intent until the first result tells how long one takes.
+        """
+        if self.average_s is None or not self._fast():
+            return 1
+        share = max(1, min(self.max_batch, ready // (2 * max(1, workers))))
+        return max(1, min(share, int(self.budget_s / max(self.average_s, 1e-6))))
+
+    def per_worker(self) -> int:
+        """Batches a worker may hold: two (one running, one ready) for fast intents, else one."""
+        return 2 if self._fast() else 1
 
 
 @dataclass(order=True, slots=True)
@@ -43,8 +92,10 @@ class WorkQueue:
         *,
         clock: Clock = SYSTEM_CLOCK,
         priority: Callable[[str], int] = lambda _p: DEFAULT_PRIORITY,
+        batching: BatchPolicy | None = None,
     ) -> None:
         self.policy = policy
+        self.batching = batching or BatchPolicy()
         self.clock = clock
         self.priority = priority
         self._heap: list[_Entry] = []
@@ -128,8 +179,16 @@ class WorkQueue:
 
     # -- dispatch ------------------------------------------------------------------------------
     def batch_size(self, workers: int) -> int:
-        """How many intents one batch holds: ``ready / (2 x workers)``, clamped to 1..32."""
-        return max(1, min(MAX_BATCH, len(self._heap) // (2 * max(1, workers))))
+        """How many intents the next batch holds (see :class:`BatchPolicy`)."""
+        return self.batching.size(len(self._queued), workers)
+
+    def per_worker(self) -> int:
+        """How many batches one worker may hold (see :class:`BatchPolicy`)."""
+        return self.batching.per_worker()
+
+    def observe(self, durations_s: Iterable[float]) -> None:
+        """Attempts finished in these many seconds each (they size the next batches)."""
+        self.batching.observe(durations_s)
 
     def take_batch(self, workers: int) -> list[WorkItem]:
         """The next batch for a worker (marked in flight); a lone intent always travels alone."""

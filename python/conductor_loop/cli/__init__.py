@@ -10,6 +10,7 @@
 | :mod:`~conductor_loop.cli.retry` | ``retry`` |
 | :mod:`~conductor_loop.cli.statecmd` | ``state export|import|prune`` |
 | :mod:`~conductor_loop.cli.config_show` | ``config show`` |
+| :mod:`~conductor_loop.cli.helptext` | every ``--help`` ends with its examples |
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from collections.abc import Sequence
 
 import click
 
-from conductor_loop import __version__
 from conductor_loop.cli.common import EXIT_USAGE, fail
 from conductor_loop.cli.config_show import config_group
 from conductor_loop.cli.goflags import GoFlagError, translate
+from conductor_loop.cli.helptext import examples_last
 from conductor_loop.cli.retry import retry_cmd
 from conductor_loop.cli.run import run
 from conductor_loop.cli.statecmd import state_group
@@ -33,7 +34,7 @@ __all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, "--version", prog_name="conductor-loop")
+@click.version_option(None, "--version", package_name="conductor-loop", prog_name="conductor-loop")
 def cli() -> None:
     """Watch a handoff directory for intent files, run porch for each, and file the result.
 
@@ -45,6 +46,7 @@ def cli() -> None:
 
 for _command in (run, validate, porch, status_cmd, retry_cmd, state_group, config_group):
     cli.add_command(_command)
+examples_last(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

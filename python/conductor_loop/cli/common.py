@@ -50,7 +50,7 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format."),
         click.option("--log-level", metavar="LEVEL", help="debug, info, warning, error or critical."),
         click.option("--config", "config", metavar="FILE", help="TOML configuration file."),
-        click.option("--dry-run", is_flag=True, default=None, help="List what would run; touch nothing."),
+        click.option("--dry-run", is_flag=True, default=None, help="List what would run, skip or fail; touch nothing."),
         click.option("--watch", type=click.Choice(["auto", "inotify", "poll"]),
                      help="How to see new files: inotify, poll (network filesystems) or auto (by filesystem)."),
         click.option("--poll-interval", metavar="DURATION", help="How often poll mode lists the handoff (1s)."),

@@ -138,26 +138,7 @@ class Progress:
 
 
 def _dry_run(cfg: RunConfig) -> int:
-    """List what a run would do, touching nothing."""
-    from conductor_loop.layout import NameRule
-    from conductor_loop.validate import validate_path
+    """List what a run would do with each intent, touching nothing (see :mod:`conductor_loop.cli.dryrun`)."""
+    from conductor_loop.cli.dryrun import dry_run
 
-    handoff = os.path.abspath(cfg.handoff)
-    matcher = NameRule(cfg.patterns)
-    try:
-        names = sorted(n for n in os.listdir(handoff) if matcher.is_intent(n))
-    except FileNotFoundError:
-        names = []
-    out = os.path.abspath(cfg.out)
-    for name in names:
-        path = os.path.join(handoff, name)
-        problems = validate_path(path, cfg.max_file_size, cfg.intent_schema)
-        if problems:
-            click.echo(f"would fail  {name}: {'; '.join(problems)}")
-            continue
-        argv = [cfg.porch, "-intent", path, "-out", out] + (["-structured"] if cfg.mode == "structured" else [])
-        click.echo(f"would run   {name}: {' '.join(argv)}")
-    click.echo(f"dry run: {len(names)} intent(s) in {handoff}; nothing was changed")
-    return EXIT_OK
-
-
+    return dry_run(cfg, click.echo)
