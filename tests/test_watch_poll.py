@@ -37,8 +37,8 @@ def test_new_files_rewrites_renames_and_deletes(handoff: Path, out_dir: Path, tm
         gone.write_text(json.dumps(intent_body()))
         gone.unlink()  # vanishes before it settles
         (handoff / "intent-a.json.tmp").write_text("{}")  # a producer's temp name: never touched
-        wait_for(lambda: status_of(handoff, "intent-new.json") and status_of(handoff, "intent-renamed.json"),
-                 what="both filed")
+        wait_for(lambda: (handoff / "processed" / "intent-new.json").exists()
+                 and (handoff / "processed" / "intent-renamed.json").exists(), what="both filed")
         # A rewrite of a filed name with new content is a new intent.
         new = hashlib.sha256(write_intent(handoff, "intent-new.json", replicas=5).read_bytes()).hexdigest()
         wait_for(lambda: status_of(handoff, "intent-new.json")["sha256"] == new, what="rewrite filed")
