@@ -6,46 +6,25 @@ The watcher is dumb about names (every name but a sub-directory is emitted); the
 from __future__ import annotations
 
 import os
-import select
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
 import pytest
 
+import watchers
 from conductor_loop import _core
+from watchers import collect, readable
 
 QUEUE_KNOB = Path("/proc/sys/fs/inotify/max_queued_events")
 
 
-def collect(w: _core.Watcher, seconds: float) -> tuple[list[str], bool]:
-    """All paths (and whether any rescan) the watcher emits within ``seconds``."""
-    paths: list[str] = []
-    rescan = False
-    end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        b = w.next_batch(int(left * 1000) + 1)
-        paths.extend(b.paths)
-        rescan |= b.rescan
-    return paths, rescan
-
-
-def readable(w: _core.Watcher, seconds: float = 0.0) -> bool:
-    """Whether ``w.fileno()`` is readable within ``seconds``."""
-    r, _, _ = select.select([w.fileno()], [], [], seconds)
-    return bool(r)
-
-
-def wait_for(cond: object, seconds: float = 3.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if cond():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
+def wait_for(cond: Callable[[], object], seconds: float = 3.0) -> bool:
+    """:func:`watchers.wait_for` with this file's default patience."""
+    return watchers.wait_for(cond, seconds)
 
 
 @pytest.fixture
