@@ -6,7 +6,6 @@ import gzip
 import json
 import os
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -438,9 +437,7 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
         "ReadWritePaths=",
     ):
         assert directive in text, directive
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        pytest.skip("systemd-analyze not installed")
+    tool = need_tool("systemd-analyze", "Debian's systemd package; .ci/run installs it")
     # verify needs the ExecStart binary to exist: point it at a stand-in in a copy of the unit.
     fake = tmp_path / "conductor-loop"
     fake.write_text("#!/bin/sh\nexit 0\n")
