@@ -44,7 +44,7 @@ def finish_interrupted_moves(layout: Layout, dest: str) -> list[Note]:
         if os.path.lexists(os.path.join(layout.root, name)):
             os.unlink(temp)  # the source is whole: the move is simply redone later
         else:
-            _core.move_noclobber(temp, dest, name)
+            layout.anchor.move_noclobber(temp, dest, name)
         notes.append(Note("move.recovered", {"intent": name, "temp": temp}))
     return notes
 
@@ -134,14 +134,14 @@ class Recovery:
             dest = self.layout.destination(status)
             if from_status_file:
                 late.append(Recorded(path, sha, size, status, message, None, None, None, None))
-            final = own_copy(path, dest, sha) or _core.move_noclobber(path, dest)
+            final = own_copy(path, dest, sha) or self.layout.anchor.move_noclobber(path, dest)
             finished.append((path, final))
             self.notes.append(Note("intent.recovered", {"intent": os.path.basename(path), "sha256": sha,
                                                         "moved_to": final}))
         if late:
             self.state.record(late)
         if finished:
-            _core.fsync_dir(self.layout.root)
+            self.layout.anchor.fsync_dir(self.layout.root)
             self.state.mark_filed(finished)
         return len(finished)
 

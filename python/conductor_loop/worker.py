@@ -17,6 +17,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from conductor_loop import _core
 from conductor_loop.executor import ExecRequest, ExecResult, Executor, load_executor
 from conductor_loop.faults import fault_of, space_fault
 from conductor_loop.filing import error_log_text, result_status_doc, write_status
@@ -113,7 +114,10 @@ class IntentProcessor:
         if res.outcome.final:
             res.planned = self.layout.planned(res.path, res.outcome)
             res.doc = self.status_for(res, res.planned)
-            write_status(self.layout.status, res.doc)
+            try:
+                write_status(self.layout, res.doc)
+            except _core.LinkInPath as exc:  # status/ swapped for a link: nothing written; the loop stops
+                res.outcome, res.message, res.planned, res.doc = Outcome.RETURNED, str(exc), None, None
         return res
 
     def status_for(self, res: WorkResult, moved_to: str | None) -> dict[str, Any]:
