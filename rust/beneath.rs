@@ -20,7 +20,9 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rustix::fs::{fstat, openat, openat2, statat, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{
+    fstat, openat, openat2, statat, unlinkat, AtFlags, FileType, Mode, OFlags, ResolveFlags,
+};
 use rustix::io::Errno;
 
 use crate::error::{CoreError, Result};
@@ -206,6 +208,17 @@ impl Anchor {
         })
     }
 
+    /// Remove the file `path` (below the anchor; never a directory) relative to its directory.
+    pub fn unlink(&self, path: &Path) -> Result<()> {
+        let rel = self.relative(path)?;
+        let (parent, name) = split(&rel, path)?;
+        let shown = self.path.join(&rel);
+        self.run(|root| {
+            let dir = self.dir(root, parent)?;
+            unlinkat(&dir, name, AtFlags::empty()).map_err(|e| CoreError::rx(e, "unlink", &shown))
+        })
+    }
+
     /// fsync the directory `path` (below the anchor, or the anchor itself).
     pub fn fsync_dir(&self, path: &Path) -> Result<()> {
         let rel = self.relative(path)?;
@@ -289,6 +302,12 @@ mod tests {
         assert_eq!(PathBuf::from(back), root.join("b"));
         a.fsync_dir(&root).unwrap();
         a.fsync_dir(&root.join("processed")).unwrap();
+        a.unlink(&root.join("b")).unwrap();
+        assert_eq!(a.unlink(&root.join("b")).unwrap_err().errno, libc::ENOENT);
+        assert_eq!(
+            a.unlink(&root.join("status")).unwrap_err().errno,
+            libc::EISDIR
+        );
     }
 
     #[test]
@@ -315,6 +334,10 @@ mod tests {
             a.fsync_dir(&root.join("status")).unwrap_err().kind,
             ErrorKind::LinkInPath
         );
+        fs::write(elsewhere.join("keep"), b"k").unwrap();
+        let e = a.unlink(&root.join("status/keep")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::LinkInPath);
+        fs::remove_file(elsewhere.join("keep")).unwrap();
         // The source side too: a move out of a linked directory is refused.
         let e = a
             .move_noclobber(&root.join("status/y"), &root, None)

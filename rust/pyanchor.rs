@@ -63,6 +63,11 @@ impl PyAnchor {
         .map_err(to_pyerr)
     }
 
+    /// Remove the file ``path`` (below the anchor) relative to its directory (``unlinkat``).
+    fn unlink(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| self.inner.unlink(&path)).map_err(to_pyerr)
+    }
+
     /// fsync the directory ``path`` (below the anchor, or the anchor itself).
     fn fsync_dir(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         py.detach(|| self.inner.fsync_dir(&path)).map_err(to_pyerr)

@@ -114,3 +114,15 @@ def test_a_handoff_made_again_is_opened_again(root: Path) -> None:
     )
     anchor.reopen()
     anchor.fsync_dir(str(root))
+
+
+def test_unlink_through_a_link_removes_nothing(root: Path) -> None:
+    anchor = _core.Anchor(str(root))
+    (root / "failed" / "intent-a.json.error.log").write_text("why")
+    anchor.unlink(str(root / "failed" / "intent-a.json.error.log"))
+    assert not (root / "failed" / "intent-a.json.error.log").exists()
+    target = swap(root, "failed")
+    (target / "intent-old.json").write_text("someone else's")
+    with pytest.raises(_core.LinkInPath):
+        anchor.unlink(str(root / "failed" / "intent-old.json"))
+    assert (target / "intent-old.json").read_text() == "someone else's"

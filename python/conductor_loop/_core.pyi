@@ -72,6 +72,8 @@ class Anchor:
         """:func:`move_noclobber` of ``src`` into ``dst_dir``, both directories resolved below the anchor."""
     def fsync_dir(self, path: str) -> None:
         """:func:`fsync_dir` of ``path`` (the anchor itself or a directory below it)."""
+    def unlink(self, path: str) -> None:
+        """Remove the file ``path`` (``unlinkat`` in its directory resolved below the anchor)."""
 
 def fit_name(name: str, suffix: str = "", limit: int = ...) -> str:
     """Return ``name + suffix``, shortened when it would be longer than ``limit`` bytes (default ``NAME_MAX``).

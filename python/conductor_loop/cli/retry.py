@@ -68,7 +68,7 @@ def _drop_stale_status(layout: Layout, name: str, sha: str) -> None:
     doc = read_status_file(path)
     if doc is not None and doc.get("sha256") == sha:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            layout.anchor.unlink(path)
 
 
 def _retry_one(layout: Layout, src: str, store: Any) -> str:
@@ -95,7 +95,7 @@ def _retry_one(layout: Layout, src: str, store: Any) -> str:
         _drop_stale_status(layout, os.path.basename(moved), sha)
     layout.anchor.fsync_dir(handoff)
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(layout.error_log_path(filed))
+        layout.anchor.unlink(layout.error_log_path(filed))
     if not layout.is_intent(os.path.basename(moved)):
         click.echo(
             f"conductor-loop: warning: {os.path.basename(moved)} does not match the intent patterns "
