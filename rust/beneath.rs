@@ -2,9 +2,10 @@
 //!
 //! An [`Anchor`] is a directory (the handoff) opened once by its configured path, which may be
 //! reached through symlinks as the operator set it up. Everything below it is resolved from that
-//! descriptor with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`, or,
-//! where the kernel has no `openat2` (ENOSYS, or a seccomp filter answering EPERM), one component
-//! at a time with `openat(O_NOFOLLOW | O_DIRECTORY)`. Files are then created, renamed, unlinked
+//! descriptor one component at a time with `openat(O_NOFOLLOW | O_DIRECTORY)` (the loop's own
+//! directories are one component deep, so that is one system call), or, for deeper paths, with
+//! one `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` where the kernel
+//! has it (the walk again on ENOSYS, or on EPERM from a seccomp filter). Files are then created, renamed, unlinked
 //! and fsynced relative to the directory descriptors ([`crate::fsops::write_at`],
 //! [`crate::fsops::move_at`]): a sub-directory swapped for a link at any moment is refused with
 //! [`ErrorKind::LinkInPath`](crate::error::ErrorKind::LinkInPath) (ELOOP, or ENOTDIR for a
@@ -63,29 +64,34 @@ fn refused(e: Errno, root: &Path, shown: &Path) -> CoreError {
     }
 }
 
-/// Open the directory `rel` (relative, no `..`) below `root` without following any symlink.
-/// `shown` is its full path for messages; `root_path` the anchor's.
+/// Open the directory `rel` (relative, no `..`) below `root` without following any symlink;
+/// `root_path` is the anchor's path, for messages.
 pub fn open_beneath(root: BorrowedFd<'_>, rel: &Path, root_path: &Path) -> Result<OwnedFd> {
-    let shown = root_path.join(rel);
-    if !NO_OPENAT2.load(Ordering::Relaxed) {
-        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        match openat2(root, rel, DIR_FLAGS, Mode::empty(), how) {
-            Ok(fd) => return Ok(fd),
-            Err(Errno::NOSYS | Errno::PERM) => NO_OPENAT2.store(true, Ordering::Relaxed),
-            Err(Errno::AGAIN | Errno::INTR) => {}
-            Err(e) => return Err(refused(e, root_path, &shown)),
-        }
+    // One component (`status`, `processed`, `failed`): one openat(O_NOFOLLOW) is the whole walk.
+    if rel.components().nth(1).is_none() || NO_OPENAT2.load(Ordering::Relaxed) {
+        return walk_beneath(root, rel, root_path);
     }
-    walk_beneath(root, rel, root_path)
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    match openat2(root, rel, DIR_FLAGS, Mode::empty(), how) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::NOSYS | Errno::PERM) => {
+            NO_OPENAT2.store(true, Ordering::Relaxed);
+            walk_beneath(root, rel, root_path)
+        }
+        Err(Errno::AGAIN | Errno::INTR) => walk_beneath(root, rel, root_path),
+        Err(e) => Err(refused(e, root_path, &root_path.join(rel))),
+    }
 }
 
 /// The fallback of [`open_beneath`]: one `openat(O_NOFOLLOW | O_DIRECTORY)` per component.
 pub fn walk_beneath(root: BorrowedFd<'_>, rel: &Path, root_path: &Path) -> Result<OwnedFd> {
-    let shown = root_path.join(rel);
     let mut cur: Option<OwnedFd> = None;
     for comp in rel.components() {
         let Component::Normal(name) = comp else {
-            return Err(CoreError::value("path must stay below the anchor", &shown));
+            return Err(CoreError::value(
+                "path must stay below the anchor",
+                &root_path.join(rel),
+            ));
         };
         let at = cur.as_ref().map_or(root, AsFd::as_fd);
         let next = openat(at, name, WALK_FLAGS, Mode::empty()).map_err(|e| {
@@ -93,14 +99,18 @@ pub fn walk_beneath(root: BorrowedFd<'_>, rel: &Path, root_path: &Path) -> Resul
             let link = e == Errno::NOTDIR
                 && statat(at, name, AtFlags::SYMLINK_NOFOLLOW)
                     .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
-            refused(if link { Errno::LOOP } else { e }, root_path, &shown)
+            refused(
+                if link { Errno::LOOP } else { e },
+                root_path,
+                &root_path.join(rel),
+            )
         })?;
         cur = Some(next);
     }
     match cur {
         Some(fd) => Ok(fd),
         None => openat(root, ".", DIR_FLAGS, Mode::empty())
-            .map_err(|e| CoreError::rx(e, "open directory", &shown)),
+            .map_err(|e| CoreError::rx(e, "open directory", root_path)),
     }
 }
 
@@ -374,6 +384,12 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::LinkInPath);
         let e = walk_beneath(rfd.as_fd(), Path::new("status/../.."), &root).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Value);
+        // openat2 for more than one component: the same answers.
+        open_beneath(rfd.as_fd(), Path::new("status/deep"), &root).unwrap();
+        let e = open_beneath(rfd.as_fd(), Path::new("status/deep/link"), &root).unwrap_err();
+        assert_eq!((e.kind, e.errno), (ErrorKind::LinkInPath, libc::ELOOP));
+        let e = open_beneath(rfd.as_fd(), Path::new("processed/x"), &root).unwrap_err();
+        assert_eq!((e.kind, e.errno), (ErrorKind::LinkInPath, libc::ELOOP));
     }
 
     #[test]
