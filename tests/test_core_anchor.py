@@ -8,6 +8,7 @@ and nothing may appear in the link's target (docs/SECURITY.md).
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import shutil
 from pathlib import Path
@@ -126,3 +127,22 @@ def test_unlink_through_a_link_removes_nothing(root: Path) -> None:
     with pytest.raises(_core.LinkInPath):
         anchor.unlink(str(root / "failed" / "intent-old.json"))
     assert (target / "intent-old.json").read_text() == "someone else's"
+
+
+def test_a_process_keeps_only_a_few_handoffs_open(tmp_path: Path) -> None:
+    layouts = [Layout(str(tmp_path / f"h{i}")) for i in range(12)]
+    for lay in layouts:
+        os.mkdir(lay.root)
+        assert lay.anchor.path == lay.root
+    assert layouts[-1].anchor is Layout(layouts[-1].root).anchor
+    gc.collect()
+    roots = {lay.root for lay in layouts}
+    held = [fd for fd in os.listdir("/proc/self/fd") if _target(fd) in roots]
+    assert 1 <= len(held) <= 8
+
+
+def _target(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""

@@ -47,9 +47,10 @@ class Anchor:
     """A directory (the handoff) held open: writes and moves below it never follow a symbolic link.
 
     The directory itself is opened by ``path`` as configured (symlinks in ``path`` are followed). Every
-    directory below it is resolved from that descriptor with ``openat2(RESOLVE_BENEATH |
-    RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)``, or, where the kernel has no ``openat2`` (ENOSYS, or
-    EPERM from a seccomp filter), one ``openat(O_NOFOLLOW | O_DIRECTORY)`` per component; files are then
+    directory below it is resolved from that descriptor: one ``openat(O_NOFOLLOW | O_DIRECTORY)`` for a
+    directory one level down (``status/``, ``processed/``, ``failed/``), one ``openat2(RESOLVE_BENEATH |
+    RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`` for a deeper one (where the kernel has no ``openat2``,
+    ENOSYS or EPERM from a seccomp filter: one ``openat`` per component); files are then
     created, renamed, unlinked and fsynced relative to those descriptors (``openat``, ``renameat2``,
     ``linkat``, ``unlinkat``). A link (or a non-directory) met on the way raises :class:`LinkInPath`.
 

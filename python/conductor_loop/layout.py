@@ -43,8 +43,10 @@ TEMP_SUFFIXES: tuple[str, ...] = (".tmp", ".partial", ".part", ".swp", ".swx", "
 
 _OWNED = frozenset((PROCESSED, FAILED, STATUS, STATE_DIR))
 
-#: One :class:`~conductor_loop._core.Anchor` per handoff and process (a descriptor is never pickled).
+#: One :class:`~conductor_loop._core.Anchor` per handoff and process (a descriptor is never pickled); a
+#: process that handles many handoffs (the tests, an operator script) keeps only the last few open.
 _ANCHORS: dict[str, _core.Anchor] = {}
+_ANCHORS_KEPT = 8
 
 
 class NameRule:
@@ -208,7 +210,10 @@ class Layout:
         below it goes through it and never follows a symbolic link there (docs/SECURITY.md)."""
         anchor = _ANCHORS.get(self.root)
         if anchor is None:
-            anchor = _ANCHORS[self.root] = _core.Anchor(self.root)
+            anchor = _core.Anchor(self.root)
+            while len(_ANCHORS) >= _ANCHORS_KEPT:
+                del _ANCHORS[next(iter(_ANCHORS))]
+            _ANCHORS[self.root] = anchor
         return anchor
 
     def is_intent(self, name: str) -> bool:
