@@ -121,11 +121,13 @@ pub struct Anchor {
 }
 
 impl Anchor {
-    /// Open `path` (symlinks in it followed: it is the configured root).
+    /// Open `path` (symlinks in it followed: it is the configured root); a relative `path` is
+    /// taken from the current directory and kept absolute.
     pub fn open(path: &Path) -> Result<Self> {
-        let fd = open_dir(path)?;
+        let path = absolute(path)?;
+        let fd = open_dir(&path)?;
         Ok(Anchor {
-            path: path.to_path_buf(),
+            path,
             fd: Mutex::new(Arc::new(fd)),
         })
     }
@@ -146,14 +148,19 @@ impl Anchor {
         Ok(())
     }
 
-    /// `path` relative to the anchor: an absolute path must lie below it; no `..` anywhere.
+    /// `path` (absolute, or relative to the current directory, as every path of the core) relative
+    /// to the anchor: it must lie below it, with no `..` anywhere.
     pub fn relative(&self, path: &Path) -> Result<PathBuf> {
-        let rel = if path.is_absolute() {
-            path.strip_prefix(&self.path)
-                .map_err(|_| CoreError::value("path is not below the anchor", path))?
-        } else {
+        let owned;
+        let path = if path.is_absolute() {
             path
+        } else {
+            owned = absolute(path)?;
+            &owned
         };
+        let rel = path
+            .strip_prefix(&self.path)
+            .map_err(|_| CoreError::value("path is not below the anchor", path))?;
         if rel
             .components()
             .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
@@ -240,6 +247,11 @@ impl Anchor {
     }
 }
 
+/// `path` made absolute from the current directory (lexically: `..` stays, and is refused later).
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| CoreError::io(&e, "absolute path", path))
+}
+
 /// The anchored directory was deleted (a directory's link count drops to 0 when it is removed).
 fn deleted(fd: &OwnedFd) -> bool {
     fstat(fd).is_ok_and(|st| st.st_nlink == 0)
@@ -294,7 +306,7 @@ mod tests {
         let a = Anchor::open(&root).unwrap();
         a.write_atomic(&root.join("status/x.status"), b"one", true, 0o640)
             .unwrap();
-        a.write_atomic(Path::new("status/x.status"), b"two", false, 0o640)
+        a.write_atomic(&root.join("status/./x.status"), b"two", false, 0o640)
             .unwrap();
         assert_eq!(fs::read(root.join("status/x.status")).unwrap(), b"two");
         fs::write(root.join("intent-a.json"), b"{}").unwrap();

@@ -94,8 +94,11 @@ def test_the_configured_root_may_be_a_link(root: Path, tmp_path: Path) -> None:
     assert layout.anchor is Layout(str(tmp_path / "via")).anchor  # one per handoff and process
 
 
-def test_paths_must_stay_below_the_anchor(root: Path) -> None:
-    anchor = _core.Anchor(str(root))
+def test_paths_must_stay_below_the_anchor(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(root.parent)
+    anchor = _core.Anchor("handoff")
+    anchor.write_atomic("handoff/status/x.status", b"x")  # relative to the current directory, as by path
+    assert (root / "status" / "x.status").read_bytes() == b"x"
     for bad in (str(root.parent / "elsewhere" / "x"), str(root / "status" / ".." / ".." / "x"), "../x"):
         with pytest.raises(ValueError, match="below the anchor"):
             anchor.write_atomic(bad, b"x")
