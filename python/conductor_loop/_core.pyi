@@ -54,11 +54,12 @@ class Anchor:
     created, renamed, unlinked and fsynced relative to those descriptors (``openat``, ``renameat2``,
     ``linkat``, ``unlinkat``). A link (or a non-directory) met on the way raises :class:`LinkInPath`.
 
-    ``path`` is kept absolute. Paths given to the methods are absolute or relative to the current directory
-    (as everywhere in the core) and must lie below ``path``; ``..`` and paths elsewhere raise ``ValueError``. Returned paths are ``path`` joined with what lies below. When the
-    directory was deleted (and made again under ``path``), an operation that fails with ENOENT on the
-    dead descriptor opens ``path`` again and is tried once more. Thread-safe; not picklable (one per
-    process). Each call costs what the path-based function costs (one resolution per directory).
+    ``path`` is kept absolute. Paths given to the methods are absolute or relative to the current
+    directory (as everywhere in the core) and must lie below ``path``; ``..`` and paths elsewhere raise
+    ``ValueError``. Returned paths are ``path`` joined with what lies below. When the directory was
+    deleted (and made again under ``path``), an operation that fails with ENOENT on the dead descriptor
+    opens ``path`` again and is tried once more. Thread-safe; not picklable (one per process). Each call
+    makes the same system calls as the path-based function, one directory resolution each.
     """
 
     def __init__(self, path: str | PathLike[str]) -> None: ...
