@@ -9,6 +9,7 @@ hashed are the bytes validated and handed to the executor (one read,
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import signal
@@ -117,6 +118,8 @@ class IntentProcessor:
             try:
                 write_status(self.layout, res.doc)
             except _core.LinkInPath as exc:  # status/ swapped for a link: nothing written; the loop stops
+                if exc.errno != errno.ELOOP:
+                    raise  # a file in its place: an error like any other (not given back again and again)
                 res.outcome, res.message, res.planned, res.doc = Outcome.RETURNED, str(exc), None, None
         return res
 
