@@ -18,6 +18,8 @@ pub enum ErrorKind {
     TooLarge,
     /// `ValueError`: a bad argument (e.g. a name with a slash).
     Value,
+    /// `LinkInPath`: a directory below an anchor is a symbolic link or not a directory (refused).
+    LinkInPath,
 }
 
 /// An I/O error with errno, operation and path(s).
@@ -74,6 +76,22 @@ impl CoreError {
             kind: ErrorKind::TooLarge,
             errno: libc::EFBIG,
             msg: format!("file too large: {size} bytes > max_size {max}"),
+            filename: path.as_os_str().to_owned(),
+            filename2: None,
+        }
+    }
+
+    /// `LinkInPath`: resolving `path` below the anchor `root` met a symlink (ELOOP) or a
+    /// non-directory (ENOTDIR); nothing was followed.
+    pub fn link_in_path(errno: i32, root: &Path, path: &Path) -> Self {
+        CoreError {
+            kind: ErrorKind::LinkInPath,
+            errno,
+            msg: format!(
+                "{}: a symbolic link or non-directory below {}, never followed",
+                strerror(errno),
+                root.display()
+            ),
             filename: path.as_os_str().to_owned(),
             filename2: None,
         }
@@ -152,6 +170,12 @@ mod tests {
             ErrorKind::NotRegular
         );
         assert_eq!(CoreError::value("bad", p).kind, ErrorKind::Value);
+        let l = CoreError::link_in_path(libc::ELOOP, Path::new("/h"), Path::new("/h/status"));
+        assert_eq!((l.kind, l.errno), (ErrorKind::LinkInPath, libc::ELOOP));
+        assert!(
+            l.to_string().contains("/h/status") && l.msg.contains("below /h"),
+            "{l}"
+        );
         let io = std::io::Error::other("custom");
         let e = CoreError::io(&io, "copy", p);
         assert_eq!(e.errno, libc::EIO);

@@ -153,7 +153,7 @@ fn split_path(path: &Path) -> Result<(PathBuf, OsString)> {
     Ok((parent, name.to_owned()))
 }
 
-fn open_dir(path: &Path) -> Result<OwnedFd> {
+pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd> {
     open(
         path,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -275,49 +275,52 @@ fn check_regular(st: &Stat, path: &Path) -> Result<()> {
 /// only regular files are copied; anything else is refused with `NotRegularFile`.
 pub fn move_noclobber(src: &Path, dst_dir: &Path, name: Option<&OsStr>) -> Result<OsString> {
     let (src_parent, src_name) = split_path(src)?;
-    let name = name.unwrap_or(&src_name).as_bytes().to_vec();
-    check_name(&name, &join_bytes(dst_dir, &name))?;
-    statat(CWD, src, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| CoreError::rx(e, "lstat", src))?;
+    let name = name.unwrap_or(&src_name);
+    check_name(name.as_bytes(), &dst_dir.join(name))?;
     let src_dir = open_dir(&src_parent)?;
     let dst = open_dir(dst_dir)?;
-    match rename_noclobber(src_dir.as_fd(), &src_name, dst.as_fd(), &name) {
-        Ok(final_name) => Ok(join_bytes(dst_dir, &final_name).into_os_string()),
-        Err((Errno::XDEV, _)) => copy_move(src, &src_dir, &src_name, dst_dir, &dst, &name),
-        Err((e, cand)) => {
-            Err(CoreError::rx(e, "rename", src).with_filename2(&join_bytes(dst_dir, &cand)))
-        }
+    let from = At::new(src_dir.as_fd(), &src_parent);
+    move_at(from, &src_name, At::new(dst.as_fd(), dst_dir), name)
+}
+
+/// A directory held open, with the path it is shown as in error messages.
+#[derive(Clone, Copy)]
+pub struct At<'a> {
+    /// The directory's descriptor.
+    pub fd: BorrowedFd<'a>,
+    /// Its path, for messages and returned paths only (never resolved again).
+    pub path: &'a Path,
+}
+
+impl<'a> At<'a> {
+    /// A directory descriptor shown as `path`.
+    pub fn new(fd: BorrowedFd<'a>, path: &'a Path) -> Self {
+        At { fd, path }
+    }
+
+    fn join(&self, name: &[u8]) -> PathBuf {
+        join_bytes(self.path, name)
     }
 }
 
-/// The cross-filesystem half of [`move_noclobber`]: copy to a hidden temp file in `dst`, keep
-/// mode and times, fsync, rename no-clobber into place, fsync `dst`, unlink `src`, fsync its dir.
-fn copy_move(
-    src: &Path,
-    src_dir: &OwnedFd,
-    src_name: &OsStr,
-    dst_dir: &Path,
-    dst: &OwnedFd,
-    name: &[u8],
-) -> Result<OsString> {
-    let flags =
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-    let sfd = openat(src_dir, src_name, flags, Mode::empty()).map_err(|e| {
-        if e == Errno::LOOP || e == Errno::NXIO {
-            CoreError::not_regular(e.raw_os_error(), "not a regular file", src)
-        } else {
-            CoreError::rx(e, "open", src)
-        }
-    })?;
-    let st = fstat(&sfd).map_err(|e| CoreError::rx(e, "fstat", src))?;
-    check_regular(&st, src)?;
-    let (mut tmp, mut guard) = create_temp(dst.as_fd(), dst_dir, name, MOVE_TEMP_MARKER, 0o600)?;
-    let tmp_path = join_bytes(dst_dir, &guard.name);
-    let mut sfile = File::from(sfd);
-    std::io::copy(&mut sfile, &mut tmp)
-        .map_err(|e| CoreError::io(&e, "copy", src).with_filename2(&tmp_path))?;
-    fchmod(&tmp, Mode::from_raw_mode(st.st_mode & 0o7777))
-        .map_err(|e| CoreError::rx(e, "fchmod", &tmp_path))?;
-    let times = Timestamps {
+/// [`move_noclobber`] between two directories already open: `src_name` in `from` to `name` in
+/// `to`. Nothing is resolved by path: the caller decides how the directories were reached.
+pub fn move_at(from: At<'_>, src_name: &OsStr, to: At<'_>, name: &OsStr) -> Result<OsString> {
+    let name = name.as_bytes();
+    check_name(name, &to.join(name))?;
+    let src = from.join(src_name.as_bytes());
+    check_name(src_name.as_bytes(), &src)?;
+    statat(from.fd, src_name, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| CoreError::rx(e, "lstat", &src))?;
+    match rename_noclobber(from.fd, src_name, to.fd, name) {
+        Ok(final_name) => Ok(to.join(&final_name).into_os_string()),
+        Err((Errno::XDEV, _)) => copy_move(from, src_name, to, name),
+        Err((e, cand)) => Err(CoreError::rx(e, "rename", &src).with_filename2(&to.join(&cand))),
+    }
+}
+
+fn copy_times(st: &Stat) -> Timestamps {
+    Timestamps {
         last_access: Timespec {
             tv_sec: st.st_atime as _,
             tv_nsec: st.st_atime_nsec as _,
@@ -326,27 +329,49 @@ fn copy_move(
             tv_sec: st.st_mtime as _,
             tv_nsec: st.st_mtime_nsec as _,
         },
-    };
-    futimens(&tmp, &times).map_err(|e| CoreError::rx(e, "futimens", &tmp_path))?;
+    }
+}
+
+/// The cross-filesystem half of [`move_noclobber`]: copy to a hidden temp file in `to`, keep
+/// mode and times, fsync, rename no-clobber into place, fsync `to`, unlink the source, fsync its dir.
+fn copy_move(from: At<'_>, src_name: &OsStr, to: At<'_>, name: &[u8]) -> Result<OsString> {
+    let src = from.join(src_name.as_bytes());
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let sfd = openat(from.fd, src_name, flags, Mode::empty()).map_err(|e| {
+        if e == Errno::LOOP || e == Errno::NXIO {
+            CoreError::not_regular(e.raw_os_error(), "not a regular file", &src)
+        } else {
+            CoreError::rx(e, "open", &src)
+        }
+    })?;
+    let st = fstat(&sfd).map_err(|e| CoreError::rx(e, "fstat", &src))?;
+    check_regular(&st, &src)?;
+    let (mut tmp, mut guard) = create_temp(to.fd, to.path, name, MOVE_TEMP_MARKER, 0o600)?;
+    let tmp_path = to.join(&guard.name);
+    let mut sfile = File::from(sfd);
+    std::io::copy(&mut sfile, &mut tmp)
+        .map_err(|e| CoreError::io(&e, "copy", &src).with_filename2(&tmp_path))?;
+    fchmod(&tmp, Mode::from_raw_mode(st.st_mode & 0o7777))
+        .map_err(|e| CoreError::rx(e, "fchmod", &tmp_path))?;
+    futimens(&tmp, &copy_times(&st)).map_err(|e| CoreError::rx(e, "futimens", &tmp_path))?;
     rustix::fs::fsync(&tmp).map_err(|e| CoreError::rx(e, "fsync", &tmp_path))?;
     drop(tmp);
     let tmp_name = guard.name.clone();
-    let final_name = rename_noclobber(dst.as_fd(), OsStr::from_bytes(&tmp_name), dst.as_fd(), name)
-        .map_err(|(e, cand)| {
-            CoreError::rx(e, "rename", &tmp_path).with_filename2(&join_bytes(dst_dir, &cand))
-        })?;
+    let final_name = rename_noclobber(to.fd, OsStr::from_bytes(&tmp_name), to.fd, name).map_err(
+        |(e, cand)| CoreError::rx(e, "rename", &tmp_path).with_filename2(&to.join(&cand)),
+    )?;
     guard.armed = false;
-    let final_path = join_bytes(dst_dir, &final_name);
-    rustix::fs::fsync(dst).map_err(|e| CoreError::rx(e, "fsync directory", dst_dir))?;
+    let final_path = to.join(&final_name);
+    rustix::fs::fsync(to.fd).map_err(|e| CoreError::rx(e, "fsync directory", to.path))?;
     // Unlink the source only if it is still the file we copied (not a newcomer of that name).
-    match statat(src_dir, src_name, AtFlags::SYMLINK_NOFOLLOW) {
+    match statat(from.fd, src_name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {
-            unlinkat(src_dir, src_name, AtFlags::empty()).map_err(|e| {
-                CoreError::rx(e, "unlink source after copy", src).with_filename2(&final_path)
+            unlinkat(from.fd, src_name, AtFlags::empty()).map_err(|e| {
+                CoreError::rx(e, "unlink source after copy", &src).with_filename2(&final_path)
             })?;
-            rustix::fs::fsync(src_dir).map_err(|e| {
-                CoreError::rx(e, "fsync directory", src.parent().unwrap_or(Path::new(".")))
-            })?;
+            rustix::fs::fsync(from.fd)
+                .map_err(|e| CoreError::rx(e, "fsync directory", from.path))?;
         }
         _ => {}
     }
@@ -359,14 +384,16 @@ pub fn write_atomic(path: &Path, data: &[u8], fsync: bool, mode: u32) -> Result<
     let (parent, name) = split_path(path)?;
     check_name(name.as_bytes(), path)?;
     let dir = open_dir(&parent)?;
-    let (mut tmp, mut guard) = create_temp(
-        dir.as_fd(),
-        &parent,
-        name.as_bytes(),
-        ATOMIC_TEMP_MARKER,
-        mode,
-    )?;
-    let tmp_path = join_bytes(&parent, &guard.name);
+    write_at(At::new(dir.as_fd(), &parent), &name, data, fsync, mode)
+}
+
+/// [`write_atomic`] of `name` in a directory already open.
+pub fn write_at(dir: At<'_>, name: &OsStr, data: &[u8], fsync: bool, mode: u32) -> Result<()> {
+    let path = dir.join(name.as_bytes());
+    check_name(name.as_bytes(), &path)?;
+    let (mut tmp, mut guard) =
+        create_temp(dir.fd, dir.path, name.as_bytes(), ATOMIC_TEMP_MARKER, mode)?;
+    let tmp_path = dir.join(&guard.name);
     loop {
         match tmp.write_all(data) {
             Ok(()) => break,
@@ -378,11 +405,11 @@ pub fn write_atomic(path: &Path, data: &[u8], fsync: bool, mode: u32) -> Result<
         rustix::fs::fsync(&tmp).map_err(|e| CoreError::rx(e, "fsync", &tmp_path))?;
     }
     drop(tmp);
-    renameat(&dir, OsStr::from_bytes(&guard.name), &dir, &name)
-        .map_err(|e| CoreError::rx(e, "rename", &tmp_path).with_filename2(path))?;
+    renameat(dir.fd, OsStr::from_bytes(&guard.name), dir.fd, name)
+        .map_err(|e| CoreError::rx(e, "rename", &tmp_path).with_filename2(&path))?;
     guard.armed = false;
     if fsync {
-        rustix::fs::fsync(&dir).map_err(|e| CoreError::rx(e, "fsync directory", &parent))?;
+        rustix::fs::fsync(dir.fd).map_err(|e| CoreError::rx(e, "fsync directory", dir.path))?;
     }
     Ok(())
 }

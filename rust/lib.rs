@@ -1,11 +1,12 @@
 //! `conductor_loop._core`: the Rust core of conductor-loop, exposed to Python with PyO3.
 //!
 //! The logic lives in plain-Rust modules that are unit-tested with `cargo test`: [`hash`],
-//! [`fsops`], [`lease`], [`names`], the settle rule ([`settle`]), the watchers ([`watch`] shared by
+//! [`fsops`] with [`beneath`] (writes and moves below a directory held open), [`lease`], [`names`], the settle rule ([`settle`]), the watchers ([`watch`] shared by
 //! [`watcher`] (inotify) and [`poll`]) and [`fstype`]. This file and `pywatch.rs` only convert
 //! arguments, release the GIL around every blocking call (`py.detach`) and map
 //! [`error::CoreError`] to Python `OSError` subclasses.
 
+pub mod beneath;
 pub mod error;
 pub mod fsops;
 pub mod fstype;
@@ -13,6 +14,7 @@ pub mod hash;
 pub mod lease;
 pub mod names;
 pub mod poll;
+mod pyanchor;
 mod pywatch;
 pub mod settle;
 pub mod watch;
@@ -36,6 +38,12 @@ create_exception!(
 );
 create_exception!(
     conductor_loop._core,
+    LinkInPath,
+    PyOSError,
+    "A directory below an ``Anchor`` is a symbolic link or not a directory: refused, nothing written."
+);
+create_exception!(
+    conductor_loop._core,
     FileTooLarge,
     PyOSError,
     "The file is larger than the ``max_size`` the caller allowed (``errno`` is EFBIG)."
@@ -47,6 +55,7 @@ pub(crate) fn to_pyerr(e: CoreError) -> PyErr {
         ErrorKind::Value => PyValueError::new_err(e.to_string()),
         ErrorKind::NotRegular => NotRegularFile::new_err((e.errno, e.msg, e.filename)),
         ErrorKind::TooLarge => FileTooLarge::new_err((e.errno, e.msg, e.filename)),
+        ErrorKind::LinkInPath => LinkInPath::new_err((e.errno, e.msg, e.filename)),
         ErrorKind::Os => match e.filename2 {
             None => PyOSError::new_err((e.errno, e.msg, e.filename)),
             Some(f2) => PyOSError::new_err((e.errno, e.msg, e.filename, Option::<i32>::None, f2)),
@@ -191,6 +200,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("NotRegularFile", py.get_type::<NotRegularFile>())?;
     m.add("FileTooLarge", py.get_type::<FileTooLarge>())?;
+    m.add("LinkInPath", py.get_type::<LinkInPath>())?;
     m.add_function(wrap_pyfunction!(sha256_file, m)?)?;
     m.add_function(wrap_pyfunction!(sha256_read, m)?)?;
     m.add_function(wrap_pyfunction!(sha256_files, m)?)?;
@@ -202,6 +212,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(open_for_write, m)?)?;
     m.add_function(wrap_pyfunction!(fit_name, m)?)?;
     pywatch::register(m)?;
+    pyanchor::register(m)?;
     m.add("MOVE_TEMP_MARKER", fsops::MOVE_TEMP_MARKER)?;
     m.add("ATOMIC_TEMP_MARKER", fsops::ATOMIC_TEMP_MARKER)?;
     m.add("TEMP_SUFFIX", fsops::TEMP_SUFFIX)?;

@@ -50,7 +50,7 @@ def test_stale_atomic_temps_are_removed_final_names_kept(tmp_path: Path) -> None
     stale.write_text("{}")
     keep = Path(layout.status, "intent-a.json.status")
     keep.write_text("{}")
-    remove_stale_temps(layout.status)
+    remove_stale_temps(layout)
     assert not stale.exists() and keep.exists()
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,4 +47,45 @@ def test_swapped_while_running_stops_the_loop(handoff: Path, out_dir: Path, tmp_
         assert loop.proc.wait(60) == 1
         wait_for(lambda: "is a symbolic link" in loop.log_path.read_text(), what="the reason")
         write_intent(handoff, "intent-bad.json", replicas=0)
+    assert list(elsewhere.iterdir()) == []
+
+
+#: A porch that swaps one of the loop's directories for a link to ``elsewhere`` while it runs: the status
+#: write (``status``) or the move (``processed``) that follows porch comes after the swap.
+SWAPPING_PORCH = """
+import os, shutil, sys
+out = sys.argv[sys.argv.index("-out") + 1]
+os.makedirs(out, exist_ok=True)
+open(os.path.join(out, "package.yaml"), "w").close()
+sub = os.environ["CONDUCTOR_TEST_SWAP"]
+shutil.rmtree(sub)
+os.symlink(os.environ["CONDUCTOR_TEST_TARGET"], sub)
+"""
+
+
+@pytest.mark.parametrize("sub", ["status", "processed"])
+def test_swapped_while_porch_runs_writes_nothing_through_it(handoff: Path, out_dir: Path, tmp_path: Path,
+                                                            fake_porch: Path, sub: str) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    porch = tmp_path / "swapping-porch"
+    porch.write_text(f"#!{sys.executable} -S\n{SWAPPING_PORCH}")
+    porch.chmod(0o755)
+    write_intent(handoff, "intent-a.json")
+    env = {"CONDUCTOR_TEST_SWAP": str(handoff / sub), "CONDUCTOR_TEST_TARGET": str(elsewhere)}
+    r = run_cli("run", "--once", "--handoff", str(handoff), "--out", str(out_dir), "--porch", str(porch),
+                "--debounce", "50ms", env=env)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"conductor-loop: {handoff / sub} is a symbolic link: refusing to write through it (see docs/SECURITY.md)"
+    )
+    assert "Traceback" not in r.stderr
+    assert list(elsewhere.iterdir()) == []
+    assert (handoff / "intent-a.json").exists()
+    # Once the link is gone the intent is filed: run again (status/ lost), or as recorded (processed/ lost).
+    (handoff / sub).unlink()
+    r = run_cli("run", "--once", "--handoff", str(handoff), "--out", str(out_dir), "--porch", str(fake_porch))
+    assert r.returncode == 0, r.stderr
+    assert (handoff / "processed" / "intent-a.json").exists() and not (handoff / "intent-a.json").exists()
+    assert json.loads((handoff / "status" / "intent-a.json.status").read_text())["status"] == "success"
     assert list(elsewhere.iterdir()) == []

@@ -39,6 +39,44 @@ class NotRegularFile(OSError):
 class FileTooLarge(OSError):
     """The file is larger than the ``max_size`` the caller allowed (``errno`` is EFBIG)."""
 
+class LinkInPath(OSError):
+    """A directory below an :class:`Anchor` is a symbolic link (``errno`` ELOOP) or not a directory
+    (ENOTDIR): it was never followed, nothing was written. ``filename`` is the directory's full path."""
+
+class Anchor:
+    """A directory (the handoff) held open: writes and moves below it never follow a symbolic link.
+
+    The directory itself is opened by ``path`` as configured (symlinks in ``path`` are followed). Every
+    directory below it is resolved from that descriptor: one ``openat(O_NOFOLLOW | O_DIRECTORY)`` for a
+    directory one level down (``status/``, ``processed/``, ``failed/``), one ``openat2(RESOLVE_BENEATH |
+    RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`` for a deeper one (where the kernel has no ``openat2``,
+    ENOSYS or EPERM from a seccomp filter: one ``openat`` per component); files are then
+    created, renamed, unlinked and fsynced relative to those descriptors (``openat``, ``renameat2``,
+    ``linkat``, ``unlinkat``). A link (or a non-directory) met on the way raises :class:`LinkInPath`.
+
+    ``path`` is kept absolute. Paths given to the methods are absolute or relative to the current
+    directory (as everywhere in the core) and must lie below ``path``; ``..`` and paths elsewhere raise
+    ``ValueError``. Returned paths are ``path`` joined with what lies below. When the directory was
+    deleted (and made again under ``path``), an operation that fails with ENOENT on the dead descriptor
+    opens ``path`` again and is tried once more. Thread-safe; not picklable (one per process). Each call
+    makes the same system calls as the path-based function, one directory resolution each.
+    """
+
+    def __init__(self, path: str | PathLike[str]) -> None: ...
+    @property
+    def path(self) -> str:
+        """The path the anchor was opened by."""
+    def reopen(self) -> None:
+        """Open ``path`` again (the directory was deleted and made again)."""
+    def write_atomic(self, path: str, data: bytes, fsync: bool = True, mode: int = 0o666) -> None:
+        """:func:`write_atomic` of ``path``, its directory resolved below the anchor without following links."""
+    def move_noclobber(self, src: str, dst_dir: str, name: str | None = None) -> str:
+        """:func:`move_noclobber` of ``src`` into ``dst_dir``, both directories resolved below the anchor."""
+    def fsync_dir(self, path: str) -> None:
+        """:func:`fsync_dir` of ``path`` (the anchor itself or a directory below it)."""
+    def unlink(self, path: str) -> None:
+        """Remove the file ``path`` (``unlinkat`` in its directory resolved below the anchor)."""
+
 def fit_name(name: str, suffix: str = "", limit: int = ...) -> str:
     """Return ``name + suffix``, shortened when it would be longer than ``limit`` bytes (default ``NAME_MAX``).
 

@@ -11,9 +11,8 @@ import json
 import os
 from typing import Any
 
-from conductor_loop import _core
 from conductor_loop.clock import rfc3339
-from conductor_loop.layout import error_log_name, status_name
+from conductor_loop.layout import Layout
 from conductor_loop.records import WorkerSettings, WorkResult
 
 PROCESSED_BY = "conductor-loop"
@@ -66,17 +65,20 @@ def status_doc(
     }
 
 
-def write_status(status_dir: str, doc: dict[str, Any], *, fsync: bool = False) -> str:
-    """Write ``doc`` atomically as ``status_dir/<intent_file>.status``; returns the path."""
-    path = os.path.join(status_dir, status_name(str(doc["intent_file"])))
-    _core.write_atomic(path, json.dumps(doc, indent=2).encode() + b"\n", fsync, FILE_MODE)
+def write_status(layout: Layout, doc: dict[str, Any], *, fsync: bool = False) -> str:
+    """Write ``doc`` atomically as ``status/<intent_file>.status``; returns the path.
+
+    Written through the handoff's anchor: ``LinkInPath`` (an ``OSError``) when ``status/`` is a link.
+    """
+    path = layout.status_path(str(doc["intent_file"]))
+    layout.anchor.write_atomic(path, json.dumps(doc, indent=2).encode() + b"\n", fsync, FILE_MODE)
     return path
 
 
-def write_error_log(failed_dir: str, filed_name: str, text: str, *, fsync: bool = False) -> str:
-    """Write the error log of a failed intent filed as ``failed_dir/filed_name``; returns its path."""
-    path = os.path.join(failed_dir, error_log_name(filed_name))
-    _core.write_atomic(path, text.encode("utf-8", "replace"), fsync, FILE_MODE)
+def write_error_log(layout: Layout, filed_name: str, text: str, *, fsync: bool = False) -> str:
+    """Write the error log of a failed intent filed as ``failed/filed_name``; returns its path."""
+    path = layout.error_log_path(filed_name)
+    layout.anchor.write_atomic(path, text.encode("utf-8", "replace"), fsync, FILE_MODE)
     return path
 
 

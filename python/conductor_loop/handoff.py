@@ -79,6 +79,8 @@ class HandoffHold:
         if self._lock_fd is not None:
             lock.release(self._lock_fd)
         self._lock_fd, self._ino = fd, ino
+        with contextlib.suppress(OSError):  # else the anchor opens it again itself when it finds it deleted
+            self.layout.anchor.reopen()
         self.state.close()
         self.state = StateStore(self.layout.root)
         return Note("loop.handoff_recreated", {"handoff": self.layout.root})

@@ -43,6 +43,11 @@ TEMP_SUFFIXES: tuple[str, ...] = (".tmp", ".partial", ".part", ".swp", ".swx", "
 
 _OWNED = frozenset((PROCESSED, FAILED, STATUS, STATE_DIR))
 
+#: One :class:`~conductor_loop._core.Anchor` per handoff and process (a descriptor is never pickled); a
+#: process that handles many handoffs (the tests, an operator script) keeps only the last few open.
+_ANCHORS: dict[str, _core.Anchor] = {}
+_ANCHORS_KEPT = 8
+
 
 class NameRule:
     """The one rule for intent names: matches ``--pattern``, not hidden, not a temp name, not the loop's own.
@@ -198,6 +203,18 @@ class Layout:
     def filing_dirs(self) -> tuple[str, str]:
         """``processed/`` and ``failed/``."""
         return self.processed, self.failed
+
+    @property
+    def anchor(self) -> _core.Anchor:
+        """The handoff held open (one per process, opened on first use): every write and move of the loop
+        below it goes through it and never follows a symbolic link there (docs/SECURITY.md)."""
+        anchor = _ANCHORS.get(self.root)
+        if anchor is None:
+            anchor = _core.Anchor(self.root)
+            while len(_ANCHORS) >= _ANCHORS_KEPT:
+                del _ANCHORS[next(iter(_ANCHORS))]
+            _ANCHORS[self.root] = anchor
+        return anchor
 
     def is_intent(self, name: str) -> bool:
         """The one name rule (see :class:`NameRule`)."""

@@ -15,7 +15,6 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
-from conductor_loop import _core
 from conductor_loop.filing import error_log_text, result_status_doc, write_error_log, write_status
 from conductor_loop.layout import Layout
 from conductor_loop.logs import printable
@@ -39,7 +38,7 @@ class Quarantine:
         for path in paths:
             res = WorkResult(path=printable(path), outcome=Outcome.FAILED, message=REASON, attempt=0, worker=0)
             try:
-                moved = _core.move_noclobber(path, self.layout.failed)
+                moved = self.layout.anchor.move_noclobber(path, self.layout.failed)
             except FileNotFoundError:
                 continue  # gone meanwhile
             except OSError as exc:
@@ -51,11 +50,11 @@ class Quarantine:
 
     def _record(self, res: WorkResult, moved: str) -> None:
         for d in (self.layout.failed, self.layout.root):
-            _core.fsync_dir(d)
+            self.layout.anchor.fsync_dir(d)
         settings, porch = self.basis()
         shown = printable(moved)
         text = error_log_text(intent_file=os.path.basename(res.path), message=REASON, exit_code=None,
                               stderr_tail="", stdout_tail="", ts=time.time())
-        write_error_log(self.layout.failed, os.path.basename(moved), text, fsync=True)
-        write_status(self.layout.status, result_status_doc(res, settings, porch, shown), fsync=True)
+        write_error_log(self.layout, os.path.basename(moved), text, fsync=True)
+        write_status(self.layout, result_status_doc(res, settings, porch, shown), fsync=True)
         self.telemetry.emit(IntentFiled(res, shown))

@@ -160,7 +160,7 @@ class Recorder(threading.Thread):
                 touched.add(os.path.dirname(a.moved_to))
                 self._unfiled.append((a.result.path, a.moved_to))
         for d in touched:
-            _core.fsync_dir(d)
+            self.layout.anchor.fsync_dir(d)
         return answers
 
     def _check(self, r: WorkResult, seen_written: bool, last_run: int | None) -> Filing | None:
@@ -204,21 +204,21 @@ class Recorder(threading.Thread):
         r.outcome, r.message, r.planned, r.detail = outcome, message, planned, ""
         if r.doc is not None:
             r.doc.update(status=outcome.value, message=message, moved_to=planned)
-            write_status(self.layout.status, r.doc)
+            write_status(self.layout, r.doc)
 
     def _file(self, r: WorkResult, kind: Filing | None) -> Filed:
         """Move one recorded intent to processed/ or failed/, then finish its status and error log."""
         if kind is not None:
             return Filed(r, kind)
         try:
-            moved = _core.move_noclobber(r.path, self.layout.destination(r.outcome))
+            moved = self.layout.anchor.move_noclobber(r.path, self.layout.destination(r.outcome))
         except FileNotFoundError:
             return Filed(r, Filing.GONE)
         except OSError as exc:
             return Filed(r, Filing.UNMOVABLE, error=str(exc))
         if r.doc is not None and moved != r.planned:
             r.doc["moved_to"] = moved
-            write_status(self.layout.status, r.doc, fsync=True)
+            write_status(self.layout, r.doc, fsync=True)
         if r.outcome is Outcome.FAILED:
             self._error_log(r, moved)
         return Filed(r, Filing.FILED, moved)
@@ -233,7 +233,7 @@ class Recorder(threading.Thread):
             ts=time.time(),
         )
         with contextlib.suppress(OSError):
-            write_error_log(self.layout.failed, os.path.basename(moved), text)
+            write_error_log(self.layout, os.path.basename(moved), text)
 
 
 def _row(r: WorkResult) -> Recorded:

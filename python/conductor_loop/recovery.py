@@ -42,20 +42,20 @@ def finish_interrupted_moves(layout: Layout, dest: str) -> list[Note]:
     notes = []
     for temp, name in leftovers:
         if os.path.lexists(os.path.join(layout.root, name)):
-            os.unlink(temp)  # the source is whole: the move is simply redone later
+            layout.anchor.unlink(temp)  # the source is whole: the move is simply redone later
         else:
-            _core.move_noclobber(temp, dest, name)
+            layout.anchor.move_noclobber(temp, dest, name)
         notes.append(Note("move.recovered", {"intent": name, "temp": temp}))
     return notes
 
 
-def remove_stale_temps(directory: str) -> None:
-    """Step 2: remove temp files of atomic writes a crash left behind (never a final name)."""
-    with contextlib.suppress(FileNotFoundError), os.scandir(directory) as it:
+def remove_stale_temps(layout: Layout) -> None:
+    """Step 2: remove temp files of atomic writes a crash left in ``status/`` (never a final name)."""
+    with contextlib.suppress(FileNotFoundError), os.scandir(layout.status) as it:
         for e in it:
             if e.name.startswith(".") and _core.ATOMIC_TEMP_MARKER in e.name and e.name.endswith(".tmp"):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(e.path)
+                    layout.anchor.unlink(e.path)
 
 
 def recorded_outcome(layout: Layout, path: str, row: IntentRow | None) -> tuple[str, str, str, bool] | None:
@@ -109,7 +109,7 @@ class Recovery:
         """Steps 1 to 4; ``candidates``: the intents in the handoff. Returns how many were filed."""
         for d in self.layout.filing_dirs:
             self.notes += finish_interrupted_moves(self.layout, d)
-        remove_stale_temps(self.layout.status)
+        remove_stale_temps(self.layout)
         finished = self._file_recorded(candidates)
         gone = [(r.path, r.moved_to or "") for r in self.state.unfiled() if not os.path.lexists(r.path)]
         if gone:
@@ -134,14 +134,14 @@ class Recovery:
             dest = self.layout.destination(status)
             if from_status_file:
                 late.append(Recorded(path, sha, size, status, message, None, None, None, None))
-            final = own_copy(path, dest, sha) or _core.move_noclobber(path, dest)
+            final = own_copy(path, dest, sha) or self.layout.anchor.move_noclobber(path, dest)
             finished.append((path, final))
             self.notes.append(Note("intent.recovered", {"intent": os.path.basename(path), "sha256": sha,
                                                         "moved_to": final}))
         if late:
             self.state.record(late)
         if finished:
-            _core.fsync_dir(self.layout.root)
+            self.layout.anchor.fsync_dir(self.layout.root)
             self.state.mark_filed(finished)
         return len(finished)
 

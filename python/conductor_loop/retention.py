@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+from conductor_loop import _core
 from conductor_loop.clock import SYSTEM_CLOCK, Clock
 from conductor_loop.layout import Layout
 from conductor_loop.state import StateStore
@@ -50,13 +51,14 @@ class Retention:
         if moved_to and status == "failed":
             targets.append(self.layout.error_log_path(os.path.basename(moved_to)))
         removed = 0
+        # A link in place of a directory (LinkInPath) removes nothing; the next sweep stops the loop.
         for t in targets:
             if t and os.path.dirname(t) in self.layout.filing_dirs:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(t)
+                with contextlib.suppress(FileNotFoundError, _core.LinkInPath):
+                    self.layout.anchor.unlink(t)
                     removed += 1
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, _core.LinkInPath):
             if not os.path.lexists(path):
-                os.unlink(self.layout.status_path(os.path.basename(path)))
+                self.layout.anchor.unlink(self.layout.status_path(os.path.basename(path)))
                 removed += 1
         return removed

@@ -39,13 +39,7 @@ from conductor_loop.metrics import Health, Metrics
 from conductor_loop.pool import Death, Pool
 from conductor_loop.quarantine import Quarantine
 from conductor_loop.recorder import Recorder
-from conductor_loop.records import (
-    ABORT_SIGNAL,
-    FatalError,
-    RetryPolicy,
-    RunSummary,
-    WorkerSettings,
-)
+from conductor_loop.records import ABORT_SIGNAL, FatalError, Outcome, RetryPolicy, RunSummary, WorkerSettings
 from conductor_loop.recovery import Recovery, private_tempdir
 from conductor_loop.results import Results
 from conductor_loop.retention import Retention
@@ -263,6 +257,8 @@ class Supervisor:
         assert self.pool is not None and self.results is not None
         results, deaths = self.pool.collect(ready)
         for _w, got in results:
+            if not self._stopping and any(r.outcome is Outcome.RETURNED for r in got):
+                self.hold.refuse_symlinks()  # a worker met a link in place of status/: stop (exit 1)
             self.queue.observe(r.attempt_ms / 1000.0 for r in got if r.attempt_log)
             self.results.add(got)
         for death in deaths:
@@ -271,7 +267,10 @@ class Supervisor:
     def file_results(self) -> None:
         """Read the recorder's answers; hand it the next group when one is due."""
         assert self.pool is not None and self.results is not None
+        held = len(self.queue.held)
         self.results.take_recorded()
+        if len(self.queue.held) > held:  # a move failed: a link in place of processed/ or failed/ stops the loop
+            self.hold.refuse_symlinks()
         self.results.maybe_flush(self.pool.busy)
 
     def housekeep(self, interval: float) -> None:

@@ -9,6 +9,7 @@ hashed are the bytes validated and handed to the executor (one read,
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import signal
@@ -17,6 +18,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from conductor_loop import _core
 from conductor_loop.executor import ExecRequest, ExecResult, Executor, load_executor
 from conductor_loop.faults import fault_of, space_fault
 from conductor_loop.filing import error_log_text, result_status_doc, write_status
@@ -113,7 +115,12 @@ class IntentProcessor:
         if res.outcome.final:
             res.planned = self.layout.planned(res.path, res.outcome)
             res.doc = self.status_for(res, res.planned)
-            write_status(self.layout.status, res.doc)
+            try:
+                write_status(self.layout, res.doc)
+            except _core.LinkInPath as exc:  # status/ swapped for a link: nothing written; the loop stops
+                if exc.errno != errno.ELOOP:
+                    raise  # a file in its place: an error like any other (not given back again and again)
+                res.outcome, res.message, res.planned, res.doc = Outcome.RETURNED, str(exc), None, None
         return res
 
     def status_for(self, res: WorkResult, moved_to: str | None) -> dict[str, Any]:

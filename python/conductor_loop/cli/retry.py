@@ -68,7 +68,7 @@ def _drop_stale_status(layout: Layout, name: str, sha: str) -> None:
     doc = read_status_file(path)
     if doc is not None and doc.get("sha256") == sha:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            layout.anchor.unlink(path)
 
 
 def _retry_one(layout: Layout, src: str, store: Any) -> str:
@@ -90,12 +90,12 @@ def _retry_one(layout: Layout, src: str, store: Any) -> str:
             # A fresh conflict-style name has no history, so it is processed.
             name = _fresh_name(original)
     _drop_stale_status(layout, name, sha)
-    moved = _core.move_noclobber(src, handoff, name=name)
+    moved = layout.anchor.move_noclobber(src, handoff, name=name)
     if moved != os.path.join(handoff, name):
         _drop_stale_status(layout, os.path.basename(moved), sha)
-    _core.fsync_dir(handoff)
+    layout.anchor.fsync_dir(handoff)
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(layout.error_log_path(filed))
+        layout.anchor.unlink(layout.error_log_path(filed))
     if not layout.is_intent(os.path.basename(moved)):
         click.echo(
             f"conductor-loop: warning: {os.path.basename(moved)} does not match the intent patterns "
