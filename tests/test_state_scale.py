@@ -233,3 +233,30 @@ def test_import_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     size_mb = f"{go.stat().st_size / 1e6:.1f}"
     assert "importing" in text and f"{size_mb}/{size_mb} MB" in text, text
     assert "imported 5000 entries" in text
+
+
+def test_retention_works_in_bounded_batches(handoff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conductor_loop import retention
+    from conductor_loop.layout import Layout
+    from fakeclock import FakeClock
+
+    monkeypatch.setattr(retention, "BATCH", 10)
+    clock = FakeClock(wall=time.time())
+    with StateStore(str(handoff)) as s:
+        old = clock.time() - 30 * 86400
+        s.conn.execute("BEGIN")
+        rows = [(f"/h/intent-{i:02d}.json", old, old) for i in range(23)]
+        s.conn.executemany("INSERT INTO intents (path, status, first_seen, last_seen, processed_at, filed_at) "
+                           "VALUES (?, 'success', 1, 1, ?, ?)", rows)
+        s.conn.execute("INSERT INTO intents (path, status, first_seen, last_seen, processed_at) "
+                       "VALUES ('/h/never-filed.json', 'failed', 1, 1, ?)", (old,))
+        s.conn.execute("COMMIT")
+        r = retention.Retention(Layout(str(handoff)), 7 * 86400, clock)
+        done = []
+        while r.due():
+            got = r.clean(s)
+            if got is None:
+                break
+            done.append(got[1])
+        assert done == [10, 10, 4]  # two full batches (only their rows), then the rest by age
+        assert s.counts()["success"] == s.counts()["failed"] == 0
