@@ -260,3 +260,37 @@ def test_retention_works_in_bounded_batches(handoff: Path, monkeypatch: pytest.M
             done.append(got[1])
         assert done == [10, 10, 4]  # two full batches (only their rows), then the rest by age
         assert s.counts()["success"] == s.counts()["failed"] == 0
+
+
+@pytest.mark.parametrize("text", ["2024-08-15T10:25:00Z", "2024-08-15T10:25:00.123456789Z", "1969-12-31T23:59:59.5Z",
+                                  "0001-01-01T00:00:00+05:30", "2026-02-28T23:59:60.999999-07:00",
+                                  "9999-12-31T23:59:59.999999Z", "2024-02-29 01:02:03.1+01:99"])
+def test_fast_rfc3339_is_datetime_timestamp(text: str) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    m = re.match(r"(\d+)-(\d+)-(\d+).(\d+):(\d+):(\d+)(?:\.(\d+))?(Z|([+-])(\d+):(\d+))$", text)
+    assert m is not None
+    y, mo, d, h, mi, s = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    tz = timezone.utc if m[8] == "Z" else timezone((-1 if m[9] == "-" else 1) * timedelta(hours=int(m[10]),
+                                                                                          minutes=int(m[11])))
+    want = datetime(y, mo, d, h, mi, min(s, 59), int(((m[7] or "") + "000000")[:6]), tzinfo=tz).timestamp()
+    assert parse_rfc3339(text) == want
+
+
+@pytest.mark.parametrize("text", ["2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T00:60:00Z",
+                                  "2024-01-01T00:00:00+24:00", "2024-13-01T00:00:00Z"])
+def test_fast_rfc3339_refuses_what_datetime_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rfc3339(text)
+
+
+@pytest.mark.parametrize("bad", ['"size": 2;', '"size": 2}}, "x"', '"size": 2, "size"', '"size": \x01'])
+def test_malformed_entry_mid_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    go = tmp_path / "go.json"
+    go_file(go, 50)
+    text = go.read_text()
+    at = text.index('"size": ', len(text) // 2)
+    go.write_text(text[:at] + bad + text[text.index(",", at) + 1 :])
+    monkeypatch.setattr(jsonstream, "CHUNK", 64)
+    with pytest.raises(ValueError, match="not a Go state file: not valid JSON"):
+        list(iter_go_rows(str(go), 0.0))

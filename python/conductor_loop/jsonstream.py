@@ -23,7 +23,14 @@ MAX_VALUE = 16 << 20
 """A value not decoded with this many characters buffered is malformed (bounds the buffer on bad input)."""
 
 _WS = re.compile(r"[ \t\n\r]*")
+_COLON = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")
+_SEP = re.compile(r"[ \t\n\r]*([,}])")
 _DECODER = json.JSONDecoder()
+_scanstring = json.decoder.scanstring
+
+
+class _Short(Exception):
+    """The buffer ends inside what is being read: read on."""
 
 
 class InvalidJson(ValueError):
@@ -95,6 +102,56 @@ class _Reader:
                 raise self.fail("nested too deeply") from None
             self.fill()
 
+    def entries(self) -> Iterator[tuple[str, Any]]:
+        """After a consumed ``{``: each member, key and value decoded (the fast path of the inner object)."""
+        if self.peek() == "}":
+            self.pos += 1
+            return
+        while True:
+            key, value, sep = self.member()
+            yield key, value
+            if sep == "}":
+                return
+
+    def member(self) -> tuple[str, Any, str]:
+        """``key: value`` and the ``,`` or ``}`` after it, read on until they are whole."""
+        while True:
+            try:
+                return self._member_at()
+            except json.JSONDecodeError as exc:
+                if self.eof or len(self.buf) - self.pos > MAX_VALUE:
+                    raise self.fail(exc.msg, exc.pos) from None
+            except _Short:
+                if self.eof:
+                    raise self.fail("Unexpected end of file", len(self.buf)) from None
+            except RecursionError:
+                raise self.fail("nested too deeply") from None
+            self.fill()
+
+    def _member_at(self) -> tuple[str, Any, str]:
+        buf = self.buf
+        pos = _WS.match(buf, self.pos).end()  # type: ignore[union-attr]  # always matches
+        if pos >= len(buf):
+            raise _Short
+        if buf[pos] != '"':
+            raise self.fail("Expecting property name enclosed in double quotes", pos)
+        key, pos = _scanstring(buf, pos + 1, True)
+        colon = _COLON.match(buf, pos)
+        if colon is None:
+            if _WS.match(buf, pos).end() >= len(buf):  # type: ignore[union-attr]
+                raise _Short
+            raise self.fail("Expecting ':' delimiter", pos)
+        value, pos = _DECODER.raw_decode(buf, colon.end())
+        sep = _SEP.match(buf, pos)
+        if sep is None:
+            if _WS.match(buf, pos).end() >= len(buf):  # type: ignore[union-attr]
+                raise _Short
+            raise self.fail("Expecting ',' delimiter", pos)
+        if sep.end() >= len(buf) and not self.eof:
+            raise _Short  # a number may go on in the next chunk
+        self.pos = sep.end()
+        return key, value, sep.group(1)
+
     def members(self) -> Iterator[str]:
         """After a consumed ``{``: each key, positioned at its value (which the caller must consume)."""
         if self.peek() == "}":
@@ -134,8 +191,7 @@ def object_members(
         if key == field and r.peek() == "{":
             r.pos += 1
             found = True
-            for k in r.members():
-                yield k, r.value()
+            yield from r.entries()
         else:
             r.value()
     if r.peek() != "":
