@@ -26,7 +26,7 @@ _WS = re.compile(r"[ \t\n\r]*")
 _COLON = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")
 _SEP = re.compile(r"[ \t\n\r]*([,}])")
 _DECODER = json.JSONDecoder()
-_scanstring = json.decoder.scanstring
+_scanstring = json.decoder.scanstring  # type: ignore[attr-defined]  # public in json.decoder, untyped
 
 
 class _Short(Exception):
