@@ -17,9 +17,10 @@ Figures, each beside its baseline measured in the same test (scratch under ``tar
   budget of 100 MB (target >= 1x, lower is better).
 
 Peak RSS is ``ru_maxrss`` of the command as ``os.wait4`` reports it (the largest process of its tree).
-What ``make bench`` spends here: about 20 s building the state and 30 s for the rounds of the first
-figure, about 1.5 min for the import pair, 2 to 3 min for the backlog (most of it writing and running
-100,000 intents). Set ``BENCH_STATE_BACKLOG=20000`` on a slow machine.
+What ``make bench`` spends here, measured on the 2-core VM while it was busy: about 8.5 min in all
+(20 s building the state, 1 min for the rounds of the first figure, 1.5 to 2.5 min for the import pair,
+about 4 min for the backlog, most of it writing and running 100,000 intents). On a slow machine set
+``BENCH_STATE_BACKLOG=20000`` (and ``BENCH_STATE_IMPORT_ENTRIES=200000``).
 """
 
 from __future__ import annotations
