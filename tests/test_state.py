@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conductor_loop.state import (
+    SCHEMA_VERSION,
     IntentRow,
     Outcome,
     StateError,
@@ -57,7 +58,7 @@ def test_creates_db_in_wal_mode_with_full_sync(handoff: Path, store: StateStore)
     assert (handoff / ".conductor").stat().st_mode & 0o777 == 0o700
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert store.recovered_from is None
     assert store.imported == 0
     # Independently: a second connection sees WAL mode persisted in the file.

@@ -7,49 +7,60 @@ absolute path (README, "The state").
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from conductor_loop.clock import parse_rfc3339, rfc3339
+from conductor_loop.jsonstream import InvalidJson, NoSuchObject, object_members
 
 log = logging.getLogger(__name__)
 
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-def read_go_state(json_path: str, now: float) -> list[tuple[Any, ...]]:
-    """Rows ``(path, sha256, size, status, when, message)`` of a Go state file.
+ProgressFn = Callable[[int], None]
+"""``progress(bytes_read)``, called as a Go state file is read."""
+
+
+def iter_go_rows(json_path: str, now: float, progress: ProgressFn | None = None) -> Iterator[tuple[Any, ...]]:
+    """Rows ``(path, sha256, size, status, when, message)`` of a Go state file, streamed.
 
     Go status ``processed`` becomes ``success`` and ``failed`` stays ``failed``. Malformed entries are
-    skipped with a warning; a file that is not a Go state file at all raises ``ValueError``.
+    skipped with a warning; a file that is not a Go state file at all raises ``ValueError`` (possibly after
+    rows were yielded: the caller imports them in one transaction, see :mod:`conductor_loop.jsonstream`).
     """
     try:
-        with open(json_path, "rb") as fh:
-            raw = fh.read()
+        fh = open(json_path, "rb")
     except OSError as exc:
         raise ValueError(f"{json_path}: cannot read: {exc.strerror or exc}") from exc
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ValueError(f"{json_path}: not a Go state file: not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("states"), dict):
-        raise ValueError(f"{json_path}: not a Go state file: no 'states' object")
-    rows: list[tuple[Any, ...]] = []
     skipped = 0
     message = f"imported from Go state {json_path}"
-    for key, entry in doc["states"].items():
+    with fh:
         try:
-            rows.append(_go_entry_to_row(key, entry, now, message))
-        except (ValueError, TypeError, OverflowError) as exc:
-            skipped += 1
-            log.warning("%s: skipping state entry %r: %s", json_path, key, exc)
+            for key, entry in object_members(fh, "states", progress):
+                try:
+                    row = _go_entry_to_row(key, entry, now, message)
+                except (ValueError, TypeError, OverflowError) as exc:
+                    skipped += 1
+                    log.warning("%s: skipping state entry %r: %s", json_path, key, exc)
+                    continue
+                yield row
+        except InvalidJson as exc:
+            raise ValueError(f"{json_path}: not a Go state file: not valid JSON ({exc})") from exc
+        except NoSuchObject as exc:
+            raise ValueError(f"{json_path}: not a Go state file: no 'states' object") from exc
+        except OSError as exc:
+            raise ValueError(f"{json_path}: cannot read: {exc.strerror or exc}") from exc
     if skipped:
         log.warning("%s: %d malformed entries skipped", json_path, skipped)
-    return rows
+
+
+def read_go_state(json_path: str, now: float) -> list[tuple[Any, ...]]:
+    """All rows of :func:`iter_go_rows` in a list (small files and tests)."""
+    return list(iter_go_rows(json_path, now))
 
 
 def go_state_doc(rows: Iterable[tuple[str, str | None, int | None, float | None, str]], now: float) -> dict[str, Any]:

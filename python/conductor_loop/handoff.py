@@ -58,6 +58,10 @@ class HandoffHold:
         self.state = StateStore(self.layout.root)
         self.state.set_meta("live", None)  # a read-only or full state fails here, at start, not mid-run
         notes = []
+        opened = self.state.opened
+        if opened.check_reason is not None:
+            took = round(opened.check_seconds, 3)
+            notes.append(Note("state.checked", {"reason": opened.check_reason, "seconds": took}))
         if self.state.recovered_from:
             notes.append(Note("state.recovered", {"moved_aside": self.state.recovered_from}, 30))
         if self.state.imported:

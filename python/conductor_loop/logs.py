@@ -54,6 +54,7 @@ EVENTS: tuple[str, ...] = (
     "loop.lock_lost",
     "state.recovered",
     "state.imported",
+    "state.checked",
     "intent.recovered",
     "move.recovered",
     "worker.start",

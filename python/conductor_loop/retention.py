@@ -2,8 +2,8 @@
 
 Works from the state: rows filed before the cutoff name the files to remove (only inside
 ``processed/`` and ``failed/``; a status file only when no intent of that name is in the handoff);
-the rows are then pruned by age in one statement, so a row refreshed meanwhile is kept. Runs at most
-every ``cleanup_after / 10`` (between 1 s and 1 h).
+the rows are then pruned by age (a row refreshed meanwhile is kept). Runs at most every
+``cleanup_after / 10`` (between 1 s and 1 h), a bounded batch of rows at a time.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from conductor_loop import _core
 from conductor_loop.clock import SYSTEM_CLOCK, Clock
 from conductor_loop.layout import Layout
 from conductor_loop.state import StateStore
+
+BATCH = 2000
+"""Rows handled by one :meth:`Retention.clean`."""
 
 
 class Retention:
@@ -37,14 +40,22 @@ class Retention:
         return True
 
     def clean(self, state: StateStore) -> tuple[int, int] | None:
-        """Remove old files and prune old rows; (files, rows) removed, or None when nothing was old."""
-        rows = state.filed_before(self.clock.time() - self.cleanup_after)
+        """Remove old files and prune old rows; (files, rows) removed, or None when nothing was old.
+
+        At most :data:`BATCH` rows a call (a state with a million old rows is not read at once): when a
+        batch is full, only its rows are pruned and the next call is due at once.
+        """
+        now = self.clock.time()
+        rows = state.filed_before(now - self.cleanup_after, BATCH)
         removed = 0
         for row in rows:
             removed += self._remove_files(row.path, row.moved_to, row.status)
         if not rows:
             return None
-        return removed, state.prune(self.cleanup_after)
+        if len(rows) < BATCH:
+            return removed, state.prune(self.cleanup_after)
+        self._next = 0.0
+        return removed, state.prune(self.cleanup_after, now=now, paths=[r.path for r in rows])
 
     def _remove_files(self, path: str, moved_to: str | None, status: str) -> int:
         targets = [moved_to] if moved_to else []

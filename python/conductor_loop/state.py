@@ -17,7 +17,8 @@ A SIGKILL of the process at any instant leaves every committed transaction whole
 
 Corruption
 ----------
-A database that cannot be opened or fails ``PRAGMA quick_check`` is renamed to
+A database that cannot be opened or fails ``PRAGMA quick_check`` (run at open only after an unclean stop,
+see :mod:`conductor_loop.statedb`) is renamed to
 ``state.db.corrupt-<UTC timestamp>`` (its ``-wal`` and ``-shm`` files too) and a fresh database is
 created; :attr:`StateStore.recovered_from` names the moved-aside file so the caller can warn.  Dedupe
 history is lost that way, never an intent: intents live in the handoff directory, not in the database.
@@ -30,6 +31,7 @@ absolute path, so callers should pass absolute, normalised paths for imports and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -42,7 +44,7 @@ from typing import Any
 
 from conductor_loop.clock import parse_rfc3339, rfc3339
 from conductor_loop.faults import fault_of
-from conductor_loop.gostate import go_state_doc, read_go_state
+from conductor_loop.gostate import ProgressFn, go_state_doc, iter_go_rows
 from conductor_loop.layout import DB_NAME, STATE_DIR
 from conductor_loop.statedb import (
     _CHUNK,
@@ -55,10 +57,13 @@ from conductor_loop.statedb import (
     GO_STATE_NAME,
     SCHEMA_VERSION,
     STATUSES,
+    Opened,
     StateError,
     connect_checked,
     connect_readonly,
+    mark_clean,
     move_aside,
+    write_stream,
 )
 
 __all__ = [
@@ -146,6 +151,8 @@ class StateStore:
     * ``recovered_from``: when the database was corrupt, the name it was moved aside to, else ``None``.
     * ``imported``: rows imported from ``<handoff>/.conductor-state.json`` by this open (0 if none).
     * ``import_error``: the reason a Go state file could not be imported, else ``None``.
+    * ``opened``: whether the integrity check ran at open (and why, how long), whether this store marked
+      the state open (it then marks it closed cleanly in :meth:`close`).
     """
 
     def __init__(self, handoff: str, *, readonly: bool = False) -> None:
@@ -169,6 +176,7 @@ class StateStore:
         self.imported = 0
         self.import_error: str | None = None
         self._conn: sqlite3.Connection | None = None
+        self.opened = Opened()
 
         if readonly:
             if not os.path.exists(self.path):
@@ -178,13 +186,13 @@ class StateStore:
 
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         try:
-            self._conn = connect_checked(self.path)
+            self._conn, self.opened = connect_checked(self.path)
         except sqlite3.DatabaseError as exc:
             if fault_of(exc) is not None:  # full or read-only, not corrupt: never moved aside
                 raise
             self.recovered_from = move_aside(self.path)
             log.warning("state database %s is unusable (%s); moved aside to %s", self.path, exc, self.recovered_from)
-            self._conn = connect_checked(self.path)
+            self._conn, self.opened = connect_checked(self.path)
         self._maybe_import_go()
 
     # ------------------------------------------------------------------ opening
@@ -255,9 +263,10 @@ class StateStore:
 
     def unfiled(self) -> list[IntentRow]:
         """Finished rows whose file was not yet filed (recorded, then interrupted before the move)."""
+        # Served by the partial index intents_unfiled (``status IN (...)`` would make SQLite pick the
+        # status index and scan every finished row).
         cur = self.conn.execute(
-            _SQL_SELECT + " WHERE status IN ('success', 'failed', 'skipped') "
-            "AND filed_at IS NULL ORDER BY processed_at, path"
+            _SQL_SELECT + " WHERE filed_at IS NULL AND status <> 'claimed' ORDER BY processed_at, path"
         )
         return [_row(r) for r in cur]
 
@@ -281,12 +290,13 @@ class StateStore:
             out[status] = n
         return out
 
-    def filed_before(self, cutoff: float) -> list[IntentRow]:
-        """Finished rows filed before the epoch time ``cutoff`` (for cleaning up processed/failed files)."""
+    def filed_before(self, cutoff: float, limit: int = -1) -> list[IntentRow]:
+        """The oldest ``limit`` (all: -1) finished rows filed before the epoch time ``cutoff`` (for cleaning up
+        processed/failed files; served by the index intents_filed)."""
         cur = self.conn.execute(
             _SQL_SELECT + " WHERE filed_at IS NOT NULL AND filed_at < ? "
-            "AND status <> 'claimed' ORDER BY filed_at, path",
-            (cutoff,),
+            "AND status <> 'claimed' ORDER BY filed_at, path LIMIT ?",
+            (cutoff, limit),
         )
         return [_row(r) for r in cur]
 
@@ -350,31 +360,16 @@ class StateStore:
         if not items:
             return
         now = time.time()
-        self._write(
-            _SQL_FILED,
-            [(dest, now, path) for path, dest in items],
-        )
+        self._write(_SQL_FILED, [(dest, now, path) for path, dest in items])
 
-    def prune(self, older_than: float, *, now: float | None = None) -> int:
-        """Delete finished rows filed (or, if never filed, processed) more than ``older_than`` seconds ago.
-
-        Claimed rows are never pruned.  Returns the number of rows deleted.
-        """
+    def prune(self, older_than: float, *, now: float | None = None, paths: Sequence[str] | None = None) -> int:
+        """Delete finished rows filed (or, if never filed, processed) more than ``older_than`` seconds ago
+        (only those of ``paths`` when given). Claimed rows are never pruned. Returns the rows deleted."""
         cutoff = (time.time() if now is None else now) - older_than
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cur = conn.execute(
-                "DELETE FROM intents WHERE status <> 'claimed' AND COALESCE(filed_at, processed_at) < ?",
-                (cutoff,),
-            )
-            n = cur.rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return n
+        sql = "DELETE FROM intents WHERE status <> 'claimed' AND COALESCE(filed_at, processed_at) < ?"
+        if paths is None:
+            return self._write(sql, [(cutoff,)])
+        return self._write(sql + " AND path = ?", [(cutoff, p) for p in paths])
 
     def delete(self, paths: Sequence[str]) -> None:
         """Delete the rows of ``paths`` (missing ones are ignored), in one transaction."""
@@ -398,14 +393,15 @@ class StateStore:
 
     # ------------------------------------------------------------------ Go format
 
-    def import_go(self, json_path: str) -> int:
+    def import_go(self, json_path: str, progress: ProgressFn | None = None) -> int:
         """Import a Go ``.conductor-state.json`` (see :mod:`conductor_loop.gostate`); returns the rows added.
 
         The files are taken as already filed at their ``processed_at``; rows the database already has are
-        kept (the SQLite state is authoritative). A file that is not a Go state file raises ``ValueError``.
+        kept (the SQLite state is authoritative). The file is streamed (memory does not grow with it) into
+        one transaction: a file that is not a Go state file raises ``ValueError`` and imports nothing.
+        ``progress(bytes_read)`` is called as the file is read.
         """
-        rows = read_go_state(json_path, time.time())
-        return self._write(_SQL_IMPORT, rows) if rows else 0
+        return write_stream(self.conn, _SQL_IMPORT, iter_go_rows(json_path, time.time(), progress))
 
     def export_go(self) -> dict[str, Any]:
         """The finished rows in the Go ``.conductor-state.json`` format (``claimed`` rows left out)."""
@@ -417,8 +413,11 @@ class StateStore:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection (idempotent); marks the state closed cleanly if this store marked it open."""
         if self._conn is not None:
+            if self.opened.marked:
+                with contextlib.suppress(sqlite3.Error):  # full or read-only: the next open checks it
+                    mark_clean(self._conn)
             self._conn.close()
             self._conn = None
 
@@ -432,5 +431,3 @@ class StateStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-

@@ -2,13 +2,26 @@
 
 WAL mode with ``synchronous=FULL`` (every commit survives power loss); a file that is not SQLite, or
 fails ``PRAGMA quick_check``, is unusable and is moved aside by the store.
+
+The integrity check reads every page, so it is not run on every open (README, "The state"): the first
+read-write connection of a process marks the state open (meta ``shutdown``) and marks it ``clean`` when it
+closes; an open finds the mark clean, or set by its own process, and skips the check. The check runs when
+the mark says another process had it open and never closed it (a crash, a kill, a power loss), when there
+is no mark (a database from before the mark existed), or when the file is shorter than its header says
+(truncated). A new (empty) database is never checked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
 import sqlite3
+import time
+from collections.abc import Iterable
+from itertools import islice
+from typing import Any
 
 from conductor_loop.clock import compact_stamp
 from conductor_loop.faults import FAULT_ERRNOS
@@ -19,13 +32,19 @@ class StateError(Exception):
 
 
 GO_STATE_NAME = ".conductor-state.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("claimed", "success", "failed", "skipped")
 FINISHED = ("success", "failed", "skipped")
 
 # SQLite before 3.32 allows at most 999 bound parameters per statement.
 _CHUNK = 900
 _META_GO_IMPORT = "go_import"
+_META_SHUTDOWN = "shutdown"
+_CLEAN = "clean"
+#: This process's mark in meta ``shutdown`` while it has the state open (its threads share it).
+_SESSION = secrets.token_hex(8)
+#: Rows per ``executemany`` of a streamed write (:func:`write_stream`).
+_STREAM_BATCH = 5000
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _COLUMNS = (
@@ -58,6 +77,12 @@ _MIGRATIONS: tuple[str, ...] = (
         key   TEXT PRIMARY KEY NOT NULL,
         value TEXT NOT NULL
     ) WITHOUT ROWID;
+    """,
+    # 1 → 2: the start-up and retention queries get an index each, so that neither scans the table
+    # (docs/ARCHITECTURE.md, "Start-up on a large state").
+    """
+    CREATE INDEX intents_unfiled ON intents (processed_at, path) WHERE filed_at IS NULL;
+    CREATE INDEX intents_filed ON intents (filed_at, path) WHERE filed_at IS NOT NULL;
     """,
 )
 
@@ -124,30 +149,55 @@ def connect_readonly(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _check_header(path: str) -> None:
+def _check_header(path: str) -> bool:
+    """Raise when the file is not SQLite at all; True when it is shorter than its header says."""
     # A file that is not SQLite at all is recognised before opening it: SQLite would otherwise
     # delete a -wal file lying next to it on close, destroying what is left to inspect.
     try:
         with open(path, "rb") as fh:
-            header = fh.read(16)
+            header = fh.read(100)
+            size = os.fstat(fh.fileno()).st_size
     except FileNotFoundError:
-        header = b""
+        return False
     except OSError as exc:
         if exc.errno in FAULT_ERRNOS:  # no descriptor left, I/O error: not a corrupt file, never moved aside
             raise
         raise sqlite3.DatabaseError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if header and header != _SQLITE_MAGIC:
+    if header and header[:16] != _SQLITE_MAGIC:
         raise sqlite3.DatabaseError("file is not a database (bad header)")
+    if len(header) < 100:
+        return bool(header)
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    valid = header[24:28] == header[92:96]  # the in-header size is valid (SQLite file format, 1.3.9)
+    return valid and pages * page_size > size
 
 
-def connect_checked(path: str) -> sqlite3.Connection:
-    """Open read-write, verify integrity, set pragmas and migrate; ``DatabaseError`` means unusable."""
-    _check_header(path)
+class Opened:
+    """What :func:`connect_checked` did besides opening: the check it ran (why, how long), its mark."""
+
+    def __init__(self) -> None:
+        self.check_reason: str | None = None
+        self.check_seconds = 0.0
+        self.marked = False
+
+
+def connect_checked(path: str) -> tuple[sqlite3.Connection, Opened]:
+    """Open read-write, verify integrity when needed (see the module docstring), set pragmas, migrate and
+    mark the state open; ``DatabaseError`` means unusable."""
+    truncated = _check_header(path)
+    fresh = _size(path) == 0 and _size(path + "-wal") == 0
     conn = sqlite3.connect(path, isolation_level=None, cached_statements=64)
+    opened = Opened()
     try:
-        check = conn.execute("PRAGMA quick_check").fetchone()
-        if check is None or check[0] != "ok":
-            raise sqlite3.DatabaseError(f"quick_check failed: {check[0] if check else 'no result'}")
+        opened.check_reason = "file shorter than its header says" if truncated else _unclean(conn)
+        if opened.check_reason is not None and not fresh:
+            t0 = time.monotonic()
+            check = conn.execute("PRAGMA quick_check").fetchone()
+            opened.check_seconds = time.monotonic() - t0
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"quick_check failed: {check[0] if check else 'no result'}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.DatabaseError(f"cannot switch to WAL mode (got {mode})")
@@ -155,12 +205,83 @@ def connect_checked(path: str) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
         migrate(conn, path)
+        opened.marked = _mark_open(conn)
+        if fresh:
+            opened.check_reason = None  # nothing to check in a new database
     except (sqlite3.DatabaseError, StateError):
         conn.close()
         raise
     with contextlib.suppress(OSError):
         os.chmod(path, 0o600)
-    return conn
+    return conn, opened
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _shutdown_mark(conn: sqlite3.Connection) -> Any:
+    if int(conn.execute("PRAGMA user_version").fetchone()[0]) == 0:
+        return None  # a new database (or a file SQLite cannot read): no mark
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_META_SHUTDOWN,)).fetchone()
+    try:
+        return json.loads(row[0]) if row is not None else None
+    except ValueError:
+        return None
+
+
+def _unclean(conn: sqlite3.Connection) -> str | None:
+    """Why the integrity check must run (see the module docstring), or ``None``."""
+    mark = _shutdown_mark(conn)
+    if mark == _CLEAN or (isinstance(mark, dict) and mark.get("session") == _SESSION):
+        return None
+    if isinstance(mark, dict):
+        return f"unclean stop (pid {mark.get('pid')} did not close the state)"
+    return "no clean-stop mark"
+
+
+def _mark_open(conn: sqlite3.Connection) -> bool:
+    """Mark the state open by this process unless one of its connections already did; True if marked."""
+    mark = _shutdown_mark(conn)
+    if isinstance(mark, dict) and mark.get("session") == _SESSION:
+        return False
+    _set_shutdown(conn, {"session": _SESSION, "pid": os.getpid(), "at": time.time()})
+    return True
+
+
+def _set_shutdown(conn: sqlite3.Connection, value: Any) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (_META_SHUTDOWN, json.dumps(value, sort_keys=True)),
+    )
+
+
+def mark_clean(conn: sqlite3.Connection) -> None:
+    """Mark the state closed cleanly (the connection that marked it open calls this as it closes)."""
+    _set_shutdown(conn, _CLEAN)
+
+
+def write_stream(conn: sqlite3.Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> int:
+    """``executemany`` of ``sql`` over ``rows`` in batches (memory bounded by one batch), in ONE
+    transaction: an exception from ``rows`` (a malformed file) rolls everything back. Returns the row count.
+
+    SQLite spills its page cache to the WAL as it goes, so the transaction's size is not held in memory.
+    """
+    it = iter(rows)
+    count = 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        while batch := list(islice(it, _STREAM_BATCH)):
+            count += conn.executemany(sql, batch).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return count
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> None:

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -29,7 +29,9 @@ Examples:
 
 IMPORT_HELP = """Import a Go .conductor-state.json into the state (rows already present are kept).
 
-Refused while a loop is running on the handoff directory.
+The file is streamed (memory does not grow with its size) into one transaction: a malformed or truncated
+file imports nothing. A progress bar is shown when stderr is a terminal. Refused while a loop is running
+on the handoff directory.
 
 \b
 Example:
@@ -60,6 +62,23 @@ def _exclusive(handoff: str, what: str) -> Iterator[None]:
         yield
     finally:
         lock.release(fd)
+
+
+@contextlib.contextmanager
+def _progress(file: str) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar (bytes read of the file's size) on stderr when it is a terminal, else none."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=console) as bar:
+        task = bar.add_task("import", total=os.path.getsize(file))
+        yield lambda n: bar.update(task, completed=n)
 
 
 @click.group("state")
@@ -120,8 +139,8 @@ def state_import(handoff: str | None, config: str | None, file: str) -> None:
         fail(EXIT_FATAL, f"cannot create {path}: {exc.strerror or exc}")
     with _exclusive(path, "import state"):
         try:
-            with StateStore(path) as store:
-                n = store.import_go(os.path.abspath(file))
+            with StateStore(path) as store, _progress(file) as progress:
+                n = store.import_go(os.path.abspath(file), progress)
         except ValueError as exc:
             fail(EXIT_FATAL, str(exc))
             return
