@@ -1,10 +1,11 @@
 """Results: from what workers return to filed intents.
 
-Final results are handed to the :class:`~conductor_loop.recorder.Recorder` in groups (at most
-``FLUSH_MAX``, or after ``FLUSH_AFTER``, or when no worker is busy, and never more than two groups
-at once); retries go back to the queue with their backoff; the recorder's answers are read back as
-data and become counts, logs and requeues. Intents of a worker that died are requeued alone, or
-fail when out of attempts.
+Final results are handed to the :class:`~conductor_loop.recorder.Recorder` in groups, by natural group
+commit: while the recorder syncs and commits one group, whatever finishes meanwhile collects and is the
+next group, handed over as soon as the recorder is free (at most ``FLUSH_MAX`` at once). Under load the
+groups grow with the time one sync takes; with little to do each result is recorded at once. Retries go
+back to the queue with their backoff; the recorder's answers are read back as data and become counts,
+logs and requeues. Intents of a worker that died are requeued alone, or fail when out of attempts.
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ from conductor_loop.storage import StorageGuard
 from conductor_loop.telemetry import IntentFiled, IntentNotFiled, IntentRetried, Telemetry
 from conductor_loop.workqueue import WorkQueue
 
-#: Results are filed in groups: at most this many, or after this long, or when nothing else is in flight.
-FLUSH_MAX = 256
-FLUSH_AFTER = 0.02
-#: Groups the recorder may hold at once.
-MAX_GROUPS = 2
+#: The largest group handed to the recorder at once (one SQLite transaction); the rest is the next group.
+FLUSH_MAX = 4096
 
 
 class Results:
@@ -47,12 +45,9 @@ class Results:
         self.status_basis = status_basis
         self.storage = storage
         self.done: list[WorkResult] = []
-        self._first_done = 0.0
 
     def add(self, results: list[WorkResult]) -> None:
         """Results back from a worker."""
-        if not self.done:
-            self._first_done = time.monotonic()
         self.done.extend(results)
 
     def lost(self, death: Death) -> None:
@@ -73,22 +68,15 @@ class Results:
         """Results waiting to be filed or being recorded."""
         return bool(self.done or self.recorder.pending)
 
-    def flush_in(self) -> float | None:
-        """Seconds until the current group is due, when the recorder has room (else its answer wakes us)."""
-        if self.done and self.recorder.pending < MAX_GROUPS:
-            return self._first_done + FLUSH_AFTER - time.monotonic()
-        return None
+    def maybe_flush(self) -> None:
+        """Hand the recorder what finished while it recorded the previous group, once it is free."""
+        if self.done and not self.recorder.pending:
+            self.flush(FLUSH_MAX)
 
-    def maybe_flush(self, busy_workers: int) -> None:
-        """File results in groups: when the group is full, old enough, or nothing else runs."""
-        if self.done and self.recorder.pending < MAX_GROUPS and (
-            len(self.done) >= FLUSH_MAX or time.monotonic() - self._first_done >= FLUSH_AFTER or busy_workers == 0
-        ):
-            self.flush()
-
-    def flush(self) -> None:
-        """Hand a group of final results to the recorder (record, then move); retries wait in the queue."""
-        done, self.done = self.done, []
+    def flush(self, limit: int | None = None) -> None:
+        """Hand a group of final results (all, or the first ``limit``) to the recorder (record, then move);
+        retries wait in the queue."""
+        done, self.done = self.done[:limit], self.done[limit:] if limit is not None else []
         final: list[WorkResult] = []
         for r in done:
             if r.outcome in (Outcome.VANISHED, Outcome.RETURNED):  # nothing written: stays in the handoff

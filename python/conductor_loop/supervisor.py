@@ -200,6 +200,9 @@ class Supervisor:
             self.recorder.stop()
             self.results.take_recorded()
             self.recorder.close()
+            self.summary.groups, self.summary.grouped = self.recorder.groups, self.recorder.grouped
+        if self.pool is not None:
+            self.summary.idle_queued_s = self.pool.idle_queued_s
         if self.watch is not None:
             self.watch.close()
         self.hold.release(self.telemetry.last_run())
@@ -249,6 +252,8 @@ class Supervisor:
                 if batch and not self.pool.send(workers[0], batch):
                     self.queue.unsend(batch)
                     break
+        if not self.queue.has_ready():
+            self.pool.nothing_ready()
         self.telemetry.emit(self._figures())
 
     def wait(self) -> list[Any]:
@@ -270,9 +275,9 @@ class Supervisor:
 
     def file_results(self) -> None:
         """Read the recorder's answers; hand it the next group when one is due."""
-        assert self.pool is not None and self.results is not None
+        assert self.results is not None
         self.results.take_recorded()
-        self.results.maybe_flush(self.pool.busy)
+        self.results.maybe_flush()
 
     def housekeep(self, interval: float) -> None:
         """Every sweep interval: kill stalled workers, check the handoff, sweep, clean up; else young files."""
@@ -311,9 +316,8 @@ class Supervisor:
             self.staff.autoscale(now, self.queue.backlog)
 
     def _next_timeout(self) -> float:
-        assert self.results is not None
         t = self._next_sweep - time.monotonic()
-        nexts = (self.results.flush_in(), self.queue.next_due(), self.intake.next_look(), self.storage.pause.next_in())
+        nexts = (self.queue.next_due(), self.intake.next_look(), self.storage.pause.next_in())
         for later in nexts:
             if later is not None:
                 t = min(t, later)
