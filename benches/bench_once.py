@@ -39,7 +39,8 @@ import baselines  # benches/ is on sys.path (pytest prepends a test file's direc
 
 N = int(os.environ.get("BENCH_ONCE_INTENTS", "5000"))
 ROUNDS = int(os.environ.get("BENCH_ONCE_ROUNDS", "2"))
-LOOP = str(Path(sys.executable).with_name("conductor-loop"))
+#: The loop's command (``BENCH_ONCE_LOOP`` runs another build of it, e.g. an older commit, against the same floors).
+LOOP = os.environ.get("BENCH_ONCE_LOOP") or str(Path(sys.executable).with_name("conductor-loop"))
 SUMMARY = re.compile(
     r"processed (\d+), skipped (\d+), failed (\d+) in ([\d.]+)s \(([\d.]+) intents/s\)"
 )
