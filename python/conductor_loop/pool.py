@@ -181,8 +181,8 @@ class Pool:
                     w.served += 1
                     if w.inflight:
                         w.inflight.popleft()
-                    if not w.inflight:
-                        w.idle_from = getattr(got[-1], "finished", None) if got else None
+                    if not w.inflight:  # idle since its last result (or since now, when it does not say)
+                        w.idle_from = (getattr(got[-1], "finished", None) if got else None) or time.monotonic()
                     results.append((w, got))
                     if w.retiring and not w.inflight:
                         with contextlib.suppress(OSError):
