@@ -1,11 +1,12 @@
 """Results: from what workers return to filed intents.
 
-Final results are handed to the :class:`~conductor_loop.recorder.Recorder` in groups, by natural group
-commit: while the recorder syncs and commits one group, whatever finishes meanwhile collects and is the
-next group, handed over as soon as the recorder is free (at most ``FLUSH_MAX`` at once). Under load the
-groups grow with the time one sync takes; with little to do each result is recorded at once. Retries go
-back to the queue with their backoff; the recorder's answers are read back as data and become counts,
-logs and requeues. Intents of a worker that died are requeued alone, or fail when out of attempts.
+Final results are handed to the :class:`~conductor_loop.recorder.Recorder` in groups, one at a time: while
+the recorder syncs and commits one group, whatever finishes meanwhile collects and is the next group (natural
+group commit), handed over once the recorder is free and the group is ``FLUSH_AFTER`` old (or nothing else
+runs). Under load a group is what finished during the previous sync; with little to do a result waits at
+most ``FLUSH_AFTER`` (so that a quick sync does not make a sync per result). At most ``FLUSH_MAX`` at once.
+Retries go back to the queue with their backoff; the recorder's answers are read back as data and become
+counts, logs and requeues. Intents of a worker that died are requeued alone, or fail when out of attempts.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from conductor_loop.workqueue import WorkQueue
 
 #: The largest group handed to the recorder at once (one SQLite transaction); the rest is the next group.
 FLUSH_MAX = 4096
+#: A group goes to a free recorder once its first result is this old (or at once when nothing else runs).
+FLUSH_AFTER = 0.02
 
 
 class Results:
@@ -45,9 +48,12 @@ class Results:
         self.status_basis = status_basis
         self.storage = storage
         self.done: list[WorkResult] = []
+        self._first_done = 0.0
 
     def add(self, results: list[WorkResult]) -> None:
         """Results back from a worker."""
+        if not self.done:
+            self._first_done = time.monotonic()
         self.done.extend(results)
 
     def lost(self, death: Death) -> None:
@@ -68,15 +74,24 @@ class Results:
         """Results waiting to be filed or being recorded."""
         return bool(self.done or self.recorder.pending)
 
-    def maybe_flush(self) -> None:
-        """Hand the recorder what finished while it recorded the previous group, once it is free."""
+    def flush_in(self) -> float | None:
+        """Seconds until the current group is due, when the recorder is free (else its answer wakes us)."""
         if self.done and not self.recorder.pending:
+            return self._first_done + FLUSH_AFTER - time.monotonic()
+        return None
+
+    def maybe_flush(self, busy_workers: int) -> None:
+        """Hand the free recorder what finished meanwhile, once it is ``FLUSH_AFTER`` old or nothing else runs."""
+        if self.done and not self.recorder.pending and (
+            busy_workers == 0 or time.monotonic() - self._first_done >= FLUSH_AFTER
+        ):
             self.flush(FLUSH_MAX)
 
     def flush(self, limit: int | None = None) -> None:
         """Hand a group of final results (all, or the first ``limit``) to the recorder (record, then move);
         retries wait in the queue."""
         done, self.done = self.done[:limit], self.done[limit:] if limit is not None else []
+        self._first_done = time.monotonic()  # what is left over is the next group, due FLUSH_AFTER from now
         final: list[WorkResult] = []
         for r in done:
             if r.outcome in (Outcome.VANISHED, Outcome.RETURNED):  # nothing written: stays in the handoff

@@ -275,9 +275,9 @@ class Supervisor:
 
     def file_results(self) -> None:
         """Read the recorder's answers; hand it the next group when one is due."""
-        assert self.results is not None
+        assert self.pool is not None and self.results is not None
         self.results.take_recorded()
-        self.results.maybe_flush()
+        self.results.maybe_flush(self.pool.busy)
 
     def housekeep(self, interval: float) -> None:
         """Every sweep interval: kill stalled workers, check the handoff, sweep, clean up; else young files."""
@@ -316,8 +316,9 @@ class Supervisor:
             self.staff.autoscale(now, self.queue.backlog)
 
     def _next_timeout(self) -> float:
+        assert self.results is not None
         t = self._next_sweep - time.monotonic()
-        nexts = (self.queue.next_due(), self.intake.next_look(), self.storage.pause.next_in())
+        nexts = (self.results.flush_in(), self.queue.next_due(), self.intake.next_look(), self.storage.pause.next_in())
         for later in nexts:
             if later is not None:
                 t = min(t, later)
