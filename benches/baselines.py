@@ -166,7 +166,8 @@ def _package(out: str, d: dict[str, Any], ts: str) -> str:
     pkg = os.path.join(out, ns, name)
     os.makedirs(pkg, exist_ok=True)
     _write_atomic(os.path.join(pkg, "Kptfile"), _KPTFILE.format(name=name, target=target, ns=ns, replicas=replicas))
-    _write_atomic(os.path.join(pkg, "scaling-patch.yaml"), _PATCH.format(target=target, ns=ns, ts=ts, replicas=replicas))
+    patch = _PATCH.format(target=target, ns=ns, ts=ts, replicas=replicas)
+    _write_atomic(os.path.join(pkg, "scaling-patch.yaml"), patch)
     return pkg
 
 

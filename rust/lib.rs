@@ -163,6 +163,9 @@ fn fsync_dir(py: Python<'_>, path: PathBuf) -> PyResult<()> {
     py.detach(|| fsops::fsync_dir(&path)).map_err(to_pyerr)
 }
 
+/// What ``spawn_wait`` returns: wait status (``None``: reaped elsewhere), timed out, stdout and stderr tails.
+type SpawnOutcome<'py> = (Option<i32>, bool, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+
 /// Run porch: ``posix_spawn`` ``path`` with ``argv`` and ``env`` (``"KEY=value"`` strings) in a new session,
 /// stdin from ``/dev/null``, stdout and stderr to pipes, an empty signal mask and the signals ``sigdef`` at
 /// their default; wait for it (SIGTERM to its group after ``timeout`` seconds when positive, SIGKILL
@@ -184,7 +187,7 @@ fn spawn_wait<'py>(
     kill_grace: f64,
     pipe_grace: f64,
     tail: usize,
-) -> PyResult<(Option<i32>, bool, Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+) -> PyResult<SpawnOutcome<'py>> {
     use std::os::unix::ffi::OsStrExt;
     use std::time::Duration;
     let cstr = |s: &std::ffi::OsStr| {
