@@ -174,8 +174,9 @@ type SpawnOutcome<'py> = (Option<i32>, bool, Bound<'py, PyBytes>, Bound<'py, PyB
 /// and reap it. Returns ``(wait status or None, timed_out, stdout_tail, stderr_tail)``. The GIL is
 /// released while waiting; Python's signal handlers run between steps (an exception they raise kills
 /// porch's group, reaps it and propagates). ``OSError`` (with ``path``) when it cannot be started,
-/// ``ValueError`` for a NUL byte in an argument.
+/// ``ValueError`` for a NUL byte in an argument. ``pidfd=False`` polls ``waitid(WNOWAIT)`` instead.
 #[pyfunction]
+#[pyo3(signature = (path, argv, env, sigdef, timeout, kill_grace, pipe_grace, tail, pidfd=true))]
 #[allow(clippy::too_many_arguments)]
 fn spawn_wait<'py>(
     py: Python<'py>,
@@ -187,6 +188,7 @@ fn spawn_wait<'py>(
     kill_grace: f64,
     pipe_grace: f64,
     tail: usize,
+    pidfd: bool,
 ) -> PyResult<SpawnOutcome<'py>> {
     use std::os::unix::ffi::OsStrExt;
     use std::time::Duration;
@@ -203,6 +205,7 @@ fn spawn_wait<'py>(
         kill_grace: secs(kill_grace),
         pipe_grace: secs(pipe_grace),
         tail,
+        pidfd,
     };
     let mut run = py
         .detach(|| spawn::Run::start(&c_path, &c_argv, &c_env, &sigdef, limits))

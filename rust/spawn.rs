@@ -56,6 +56,8 @@ pub struct Limits {
     pub pipe_grace: Duration,
     /// Bytes kept of each stream (the last ones).
     pub tail: usize,
+    /// Wait on a `pidfd` (else poll `waitid(WNOWAIT)` every 10 ms, for kernels without `pidfd_open`).
+    pub pidfd: bool,
 }
 
 /// A porch process being watched.
@@ -193,7 +195,11 @@ impl Run {
         )?;
         drop((w_out, w_err));
         // SAFETY: plain syscall; the pid is our child, not reaped yet.
-        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let raw = if limits.pidfd {
+            unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }
+        } else {
+            -1
+        };
         // SAFETY: a non-negative return is a new descriptor owned by nobody else.
         let pidfd = (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw as RawFd) });
         Ok(Run {
@@ -366,6 +372,7 @@ mod tests {
             kill_grace: Duration::from_millis(200),
             pipe_grace: Duration::from_millis(100),
             tail: 16,
+            pidfd: true,
         }
     }
 
@@ -404,6 +411,24 @@ mod tests {
         assert!(timed_out);
         assert!(libc::WIFSIGNALED(status.expect("reaped")));
         assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn without_a_pidfd_the_waitid_polling_gives_the_same() {
+        let args: Vec<CString> = ["/bin/sh", "-c", "echo hi; exit 5"]
+            .iter()
+            .map(|a| c(a))
+            .collect();
+        let limits = Limits {
+            pidfd: false,
+            ..limits(None)
+        };
+        let mut r = Run::start(&args[0], &args, &[], &[], limits).expect("spawn");
+        while !r.step(STEP) {}
+        let (status, timed_out, out, _) = r.reap();
+        let status = status.expect("reaped");
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 5 && !timed_out);
+        assert_eq!(out, b"hi\n");
     }
 
     #[test]

@@ -126,7 +126,8 @@ class ExternalExecutor:
         env = [f"{key}={value}" for key, value in self.env(req).items()]
         try:
             status, timed_out, out, err = _core.spawn_wait(
-                self.porch_path, self.argv(req), env, _SIGDEF, req.timeout, KILL_GRACE, PIPE_GRACE, TAIL_BYTES
+                self.porch_path, self.argv(req), env, _SIGDEF, req.timeout, KILL_GRACE, PIPE_GRACE, TAIL_BYTES,
+                pidfd=hasattr(os, "pidfd_open"),  # a Python (or kernel) without it: waitid polling
             )
         except (OSError, ValueError) as exc:
             retryable = isinstance(exc, OSError)
