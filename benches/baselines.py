@@ -2,11 +2,14 @@
 
 The baselines are what the loop is compared with, measured in the same run on the same filesystem:
 
-- :func:`file_floor` — the file-operation floor: a bare ``multiprocessing.Pool`` over all CPUs doing only
-  the per-intent file work of the contract (read the intent, write the package's two files, write the
-  status file, rename the intent into ``processed/``); no validation, state, supervision or fsync.
+- :func:`contract_floor` — the least the contract allows, durably: a bare ``multiprocessing.Pool`` over all
+  CPUs doing, per intent, read + SHA-256 + JSON parse, the package's two files via temp + rename (or, for an
+  external porch, ``posix_spawn`` in a new session + wait), the status file via temp + rename, a rename into
+  ``processed/``; per 64 intents one ``syncfs`` and one SQLite commit (WAL, ``synchronous=FULL``) of the
+  group's rows, before the group's renames. :func:`file_floor` (built-in porch) and :func:`spawn_floor`
+  (``/bin/true``) are its two variants. No validation, templating, retries or supervision.
 - :func:`spawn_rate` — the raw spawn rate: one process per CPU, each ``posix_spawn``-ing a program and
-  waiting for it, nothing else.
+  waiting for it, nothing else (for comparisons by hand; the benches compare with the floors).
 - :func:`shell_pipeline` — what a user would write instead of the loop:
   ``ls | xargs -P<cpus> -I{} sh -c '<porch> -intent "$1" -out out && mv "$1" processed/' _ {}``.
 
@@ -16,15 +19,19 @@ Imported by the bench files as ``baselines`` (pytest prepends ``benches/`` to ``
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
 import multiprocessing
 import os
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 """The repository root."""
@@ -85,7 +92,10 @@ def make_intents(handoff: Path, count: int, tag: str = "bench") -> list[Path]:
     return paths
 
 
-# -- (a) the file-operation floor ---------------------------------------------------------------
+# -- (a) the contract floor, durably -----------------------------------------------------------
+
+#: Intents per group commit of the floors: one ``syncfs`` and one SQLite commit each.
+FLOOR_GROUP = 64
 
 _KPTFILE = (
     "apiVersion: kpt.dev/v1\n"
@@ -112,47 +122,131 @@ _PATCH = (
 )
 _STATUS = (
     '{{"intent_file": "{intent}", "status": "success", "message": "package written", '
-    '"timestamp": "{ts}", "processed_by": "conductor-loop", "mode": "direct", "porch_path": "builtin", '
-    '"size": {size}, "moved_to": "{moved}", "output_dir": "{out}"}}\n'
+    '"timestamp": "{ts}", "processed_by": "conductor-loop", "mode": "direct", "porch_path": "{porch}", '
+    '"sha256": "{sha}", "size": {size}, "moved_to": "{moved}", "output_dir": "{out}"}}\n'
 )
+_SCHEMA = "CREATE TABLE IF NOT EXISTS intents (path TEXT PRIMARY KEY, sha256 TEXT, status TEXT, moved_to TEXT)"
 
 
-def _floor_one(job: tuple[str, str]) -> None:
-    """The per-intent file work of the contract and nothing else (runs in a pool worker)."""
-    path, out = job
-    with open(path, "rb") as f:
-        data = f.read()
-    d = json.loads(data)
+def _write_atomic(path: str, text: str) -> None:
+    """Temp file + rename, no fsync (the group's ``syncfs`` makes it durable)."""
+    tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _syncfs(fd: int) -> None:
+    if _LIBC.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+class _Floor:
+    """One floor process: its SQLite connection (WAL, ``synchronous=FULL``) and a handoff descriptor."""
+
+    conn: sqlite3.Connection
+    fd: int
+
+    @classmethod
+    def open(cls, db: str, handoff: str) -> None:
+        """Pool initializer: open the state and the handoff for this process."""
+        cls.conn = sqlite3.connect(db, isolation_level=None, timeout=30.0)
+        cls.conn.execute("PRAGMA synchronous=FULL")
+        cls.fd = os.open(handoff, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _package(out: str, d: dict[str, Any], ts: str) -> str:
+    """The built-in porch's two package files, each temp + rename; returns the package directory."""
     target, ns, replicas = d["target"], d["namespace"], d["replicas"]
-    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     name = f"{target}-scaling"
     pkg = os.path.join(out, ns, name)
     os.makedirs(pkg, exist_ok=True)
-    with open(os.path.join(pkg, "Kptfile"), "w") as f:
-        f.write(_KPTFILE.format(name=name, target=target, ns=ns, replicas=replicas))
-    with open(os.path.join(pkg, "scaling-patch.yaml"), "w") as f:
-        f.write(_PATCH.format(target=target, ns=ns, ts=ts, replicas=replicas))
-    handoff, base = os.path.split(path)
-    moved = os.path.join(handoff, "processed", base)
-    status = os.path.join(handoff, "status", base + ".status")
-    with open(status, "w") as f:
-        f.write(_STATUS.format(intent=path, ts=ts, size=len(data), moved=moved, out=pkg))
-    os.rename(path, moved)
+    _write_atomic(os.path.join(pkg, "Kptfile"), _KPTFILE.format(name=name, target=target, ns=ns, replicas=replicas))
+    patch = _PATCH.format(target=target, ns=ns, ts=ts, replicas=replicas)
+    _write_atomic(os.path.join(pkg, "scaling-patch.yaml"), patch)
+    return pkg
 
 
-def file_floor(handoff: Path, out: Path, processes: int = CPUS) -> float:
-    """Run the file-operation floor over every intent in ``handoff``; wall seconds incl. pool start-up."""
+def _spawn(program: str, path: str, out: str) -> None:
+    """``posix_spawn`` porch in a new session and wait for it."""
+    pid = os.posix_spawn(program, [program, "-intent", path, "-out", out], _ENV, setsid=True)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{program} failed on {path}")
+
+
+_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+def _floor_group(job: tuple[list[str], str, str | None]) -> None:
+    """One group of the floor: per intent read + SHA-256 + JSON parse, the package files (or a spawn of
+    ``program``), the status file; then one ``syncfs``, one SQLite commit of the group's rows, the moves."""
+    paths, out, program = job
+    rows = []
+    for path in paths:
+        with open(path, "rb") as f:
+            data = f.read()
+        sha = hashlib.sha256(data).hexdigest()
+        d = json.loads(data)
+        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if program is None:
+            pkg = _package(out, d, ts)
+        else:
+            _spawn(program, path, out)
+            pkg = out
+        handoff, base = os.path.split(path)
+        moved = os.path.join(handoff, "processed", base)
+        status = os.path.join(handoff, "status", base + ".status")
+        _write_atomic(status, _STATUS.format(intent=base, ts=ts, porch=program or "builtin", sha=sha,
+                                             size=len(data), moved=moved, out=pkg))
+        rows.append((path, sha, "success", moved))
+    _syncfs(_Floor.fd)
+    with _Floor.conn:
+        _Floor.conn.execute("BEGIN")
+        _Floor.conn.executemany("INSERT OR REPLACE INTO intents VALUES (?, ?, ?, ?)", rows)
+    for path, _sha, _st, moved in rows:
+        os.rename(path, moved)
+
+
+def contract_floor(handoff: Path, out: Path, program: str | None = None, processes: int = CPUS) -> float:
+    """The least the contract allows, durably, over every intent in ``handoff``; wall seconds incl. start-up.
+
+    A bare pool of ``processes`` doing, per intent: read, SHA-256 and JSON parse; the built-in porch's
+    2 package files via temp + rename (or, with ``program``, a ``posix_spawn`` of it in a new session and
+    a wait); the status file via temp + rename; a rename into ``processed/``. Per :data:`FLOOR_GROUP`
+    intents: one ``syncfs`` and one SQLite commit (WAL, ``synchronous=FULL``) of the group's rows, before
+    the group's renames (the contract's order: run, status, sync, commit, move).
+    """
     t0 = time.perf_counter()
     (handoff / "processed").mkdir(exist_ok=True)
     (handoff / "status").mkdir(exist_ok=True)
-    jobs = [(e.path, str(out)) for e in os.scandir(handoff) if e.name.startswith("intent-") and e.is_file()]
+    db = str(handoff / ".floor.sqlite3")
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(_SCHEMA)
+    paths = sorted(e.path for e in os.scandir(handoff) if e.name.startswith("intent-") and e.is_file())
+    jobs = [(paths[i : i + FLOOR_GROUP], str(out), program) for i in range(0, len(paths), FLOOR_GROUP)]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(processes) as pool:
-        pool.map(_floor_one, jobs, chunksize=max(1, len(jobs) // (processes * 16)))
+    with ctx.Pool(processes, initializer=_Floor.open, initargs=(db, str(handoff))) as pool:
+        pool.map(_floor_group, jobs, chunksize=1)
     return time.perf_counter() - t0
 
 
-# -- (b) the raw spawn rate ---------------------------------------------------------------------
+def file_floor(handoff: Path, out: Path) -> float:
+    """(a) the built-in porch's contract floor (:func:`contract_floor` writing the package files)."""
+    return contract_floor(handoff, out)
+
+
+def spawn_floor(handoff: Path, out: Path) -> float:
+    """(b) ``/bin/true``'s contract floor (:func:`contract_floor` spawning ``/bin/true`` per intent)."""
+    return contract_floor(handoff, out, "/bin/true")
+
+
+# -- the raw spawn rate ---------------------------------------------------------------------------
 
 
 def _spawn_n(job: tuple[str, int]) -> int:
@@ -185,7 +279,7 @@ def spawn_rate(total: int, program: str = "/bin/true", processes: int = CPUS) ->
     return elapsed
 
 
-# -- (c) the shell pipeline a user would write -------------------------------------------------
+# -- the shell pipeline a user would write -----------------------------------------------------
 
 
 def shell_pipeline(handoff: Path, out: Path, porch: str = "/bin/true", processes: int = CPUS) -> float:

@@ -17,6 +17,7 @@ pub mod poll;
 mod pyanchor;
 mod pywatch;
 pub mod settle;
+pub mod spawn;
 pub mod watch;
 pub mod watcher;
 
@@ -171,6 +172,68 @@ fn fsync_dir(py: Python<'_>, path: PathBuf) -> PyResult<()> {
     py.detach(|| fsops::fsync_dir(&path)).map_err(to_pyerr)
 }
 
+/// What ``spawn_wait`` returns: wait status (``None``: reaped elsewhere), timed out, stdout and stderr tails.
+type SpawnOutcome<'py> = (Option<i32>, bool, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+
+/// Run porch: ``posix_spawn`` ``path`` with ``argv`` and ``env`` (``"KEY=value"`` strings) in a new session,
+/// stdin from ``/dev/null``, stdout and stderr to pipes, an empty signal mask and the signals ``sigdef`` at
+/// their default; wait for it (SIGTERM to its group after ``timeout`` seconds when positive, SIGKILL
+/// ``kill_grace`` later), keeping the last ``tail`` bytes of each stream and reading up to ``pipe_grace``
+/// seconds after it exited while a descendant holds the pipes; then SIGKILL what is left of its group
+/// and reap it. Returns ``(wait status or None, timed_out, stdout_tail, stderr_tail)``. The GIL is
+/// released while waiting; Python's signal handlers run between steps (an exception they raise kills
+/// porch's group, reaps it and propagates). ``OSError`` (with ``path``) when it cannot be started,
+/// ``ValueError`` for a NUL byte in an argument. ``pidfd=False`` polls ``waitid(WNOWAIT)`` instead.
+#[pyfunction]
+#[pyo3(signature = (path, argv, env, sigdef, timeout, kill_grace, pipe_grace, tail, pidfd=true))]
+#[allow(clippy::too_many_arguments)]
+fn spawn_wait<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    argv: Vec<OsString>,
+    env: Vec<OsString>,
+    sigdef: Vec<i32>,
+    timeout: f64,
+    kill_grace: f64,
+    pipe_grace: f64,
+    tail: usize,
+    pidfd: bool,
+) -> PyResult<SpawnOutcome<'py>> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::time::Duration;
+    let cstr = |s: &std::ffi::OsStr| {
+        std::ffi::CString::new(s.as_bytes())
+            .map_err(|_| PyValueError::new_err("embedded null byte"))
+    };
+    let c_path = cstr(path.as_os_str())?;
+    let c_argv = argv.iter().map(|a| cstr(a)).collect::<PyResult<Vec<_>>>()?;
+    let c_env = env.iter().map(|e| cstr(e)).collect::<PyResult<Vec<_>>>()?;
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let limits = spawn::Limits {
+        timeout: (timeout > 0.0).then(|| secs(timeout)),
+        kill_grace: secs(kill_grace),
+        pipe_grace: secs(pipe_grace),
+        tail,
+        pidfd,
+    };
+    let mut run = py
+        .detach(|| spawn::Run::start(&c_path, &c_argv, &c_env, &sigdef, limits))
+        .map_err(|errno| to_pyerr(CoreError::os(errno, "spawn", &path)))?;
+    while !py.detach(|| run.step(spawn::STEP)) {
+        if let Err(e) = py.check_signals() {
+            py.detach(|| run.reap());
+            return Err(e);
+        }
+    }
+    let (status, timed_out, out, err) = py.detach(|| run.reap());
+    Ok((
+        status,
+        timed_out,
+        PyBytes::new(py, &out),
+        PyBytes::new(py, &err),
+    ))
+}
+
 /// Whether some process has the regular file ``path`` open for writing: ``True``, ``False``, or
 /// ``None`` when read leases are unavailable for it (see ``rust/lease.rs``).
 #[pyfunction]
@@ -211,6 +274,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fsync_dir, m)?)?;
     m.add_function(wrap_pyfunction!(open_for_write, m)?)?;
     m.add_function(wrap_pyfunction!(fit_name, m)?)?;
+    m.add_function(wrap_pyfunction!(spawn_wait, m)?)?;
     pywatch::register(m)?;
     pyanchor::register(m)?;
     m.add("MOVE_TEMP_MARKER", fsops::MOVE_TEMP_MARKER)?;

@@ -43,6 +43,20 @@ def test_batches_go_out_and_come_back(pool: Pool) -> None:
     assert pool.busy == 0 and a.served == 1
 
 
+def test_idle_time_is_counted_only_while_intents_were_ready(pool: Pool) -> None:
+    w = pool.spawn()
+    pool.send(w, [WorkItem("x")])
+    gather(pool, want_results=1)
+    time.sleep(0.05)
+    pool.nothing_ready()  # the loop found nothing ready: idle for lack of work, not counted
+    pool.send(w, [WorkItem("y")])
+    gather(pool, want_results=1)
+    assert pool.idle_queued_s == 0.0
+    time.sleep(0.05)
+    pool.send(w, [WorkItem("z")])  # ready all along: the worker waited for the loop
+    assert pool.idle_queued_s >= 0.05
+
+
 def test_a_dead_worker_is_reaped_with_the_intents_it_held(pool: Pool) -> None:
     w = pool.spawn()
     pool.send(w, [WorkItem("die"), WorkItem("other")])

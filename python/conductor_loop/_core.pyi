@@ -139,6 +139,27 @@ def syncfs(path: str) -> None:
 def fsync_dir(path: str) -> None:
     """fsync a directory so that renames and unlinks in it are durable."""
 
+def spawn_wait(
+    path: str,
+    argv: list[str],
+    env: list[str],
+    sigdef: list[int],
+    timeout: float,
+    kill_grace: float,
+    pipe_grace: float,
+    tail: int,
+    pidfd: bool = True,
+) -> tuple[int | None, bool, bytes, bytes]:
+    """Run porch: ``posix_spawn`` in a new session (stdin ``/dev/null``, stdout and stderr to pipes, an
+    empty signal mask, ``sigdef`` at their default, ``env`` as ``"KEY=value"``), wait with a ``pidfd``,
+    SIGTERM its group after ``timeout`` seconds (when positive) and SIGKILL ``kill_grace`` later, read up to
+    ``pipe_grace`` seconds after its exit while a descendant holds the pipes, then SIGKILL what is left of
+    its group and reap it: ``(wait status or None, timed_out, stdout tail, stderr tail)`` (the last ``tail``
+    bytes of each). The GIL is released while it waits; an exception raised by a Python signal handler
+    meanwhile kills the group, reaps porch and propagates. ``OSError`` (with ``path``) when it cannot be
+    started, ``ValueError`` for a NUL byte. ``pidfd=False`` polls ``waitid(WNOWAIT)`` every 10 ms instead
+    (kernels without ``pidfd_open``)."""
+
 def open_for_write(path: str) -> bool | None:
     """Whether some process (this one included) has the regular file ``path`` open for writing.
 

@@ -7,18 +7,18 @@ each stream), and a timeout that kills the whole group (SIGTERM, then SIGKILL af
 from __future__ import annotations
 
 import os
-import select
 import signal
 import time
 from typing import Any
 
+from conductor_loop import _core
 from conductor_loop.execapi import ExecRequest, ExecResult, failure, ms_since
 
 TAIL_BYTES = 64 * 1024
+"""How much of porch's stdout and stderr is kept (the last bytes of each)."""
 #: Every signal porch may have a disposition for: all back to the default in porch (the loop ignores
 #: SIGPIPE, SIGTTIN, SIGTTOU …, and an ignored signal stays ignored across exec).
-_CATCHABLE = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
-"""How much of porch's stdout and stderr is kept (the last bytes of each)."""
+_SIGDEF = sorted(int(s) for s in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
 
 KILL_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL of a timed-out process group."""
@@ -45,23 +45,8 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def _killpg(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _exited(pid: int) -> bool:
-    """True once ``pid`` has terminated; does not reap it (the zombie keeps its pid and group reserved)."""
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return info is not None and info.si_pid == pid
-
-
-_INF = float("inf")
+def _decode(tail: bytes) -> str:
+    return tail.decode("utf-8", "replace")
 
 
 def _out_dir_problem(out_dir: str) -> str | None:
@@ -75,94 +60,6 @@ def _out_dir_problem(out_dir: str) -> str | None:
     if not os.access(out_dir, os.W_OK | os.X_OK):
         return f"out dir {out_dir} is not writable"
     return None
-
-
-class _Run:
-    """One porch process being watched: its output pipes, its pidfd, the timeout and kill timers."""
-
-    def __init__(self, pid: int, r_out: int, r_err: int, deadline: float) -> None:
-        self.pid = pid
-        self.fds = (r_out, r_err)
-        self.bufs = {r_out: bytearray(), r_err: bytearray()}
-        self.poller = select.poll()
-        for fd in self.fds:
-            self.poller.register(fd, select.POLLIN)
-        self.open_fds = {r_out, r_err}
-        try:
-            self.pidfd = os.pidfd_open(pid)
-            self.poller.register(self.pidfd, select.POLLIN)
-        except (AttributeError, OSError):
-            self.pidfd = -1
-        self.deadline = deadline
-        self.kill_at = _INF
-        self.drain_until = _INF
-        self.exited = False
-        self.timed_out = False
-
-    def _exit_seen(self, now: float) -> None:
-        self.exited = True
-        self.drain_until = now + PIPE_GRACE
-
-    def done(self) -> bool:
-        """Porch exited and its pipes are closed (or the drain grace is over)."""
-        now = time.monotonic()
-        if not self.exited and self.pidfd < 0 and _exited(self.pid):
-            self._exit_seen(now)
-        return self.exited and (not self.open_fds or now >= self.drain_until)
-
-    def timers(self) -> None:
-        """On timeout SIGTERM the group; KILL_GRACE later, SIGKILL it."""
-        now = time.monotonic()
-        if not self.timed_out and not self.exited and now >= self.deadline:
-            self.timed_out = True
-            _killpg(self.pid, signal.SIGTERM)
-            self.kill_at = now + KILL_GRACE
-        if now >= self.kill_at:
-            _killpg(self.pid, signal.SIGKILL)
-            self.kill_at = _INF
-
-    def poll(self) -> None:
-        """Wait for output, the exit or the next timer; keep the last bytes of each stream."""
-        now = time.monotonic()
-        wake = min(self.deadline if not self.timed_out else _INF, self.kill_at, self.drain_until)
-        wait_ms = None if wake == _INF else max(0, int((wake - now) * 1000) + 1)
-        if self.pidfd < 0:
-            wait_ms = 10 if wait_ms is None else min(wait_ms, 10)
-        for fd, _ in self.poller.poll(wait_ms):
-            if fd == self.pidfd:
-                self.poller.unregister(self.pidfd)
-                self._exit_seen(time.monotonic())
-                continue
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                continue
-            if data:
-                buf = self.bufs[fd]
-                buf += data
-                if len(buf) > 2 * TAIL_BYTES:
-                    del buf[:-TAIL_BYTES]
-            else:
-                self.poller.unregister(fd)
-                self.open_fds.discard(fd)
-
-    def reap(self) -> int | None:
-        """Kill what is left of porch's group, close the pipes, reap porch; its wait status."""
-        # The leader is a zombie (or about to be killed): its pid and process group id cannot be
-        # reused yet, so this reaches only what is left of porch's own group.
-        _killpg(self.pid, signal.SIGKILL)
-        for fd in self.fds:
-            os.close(fd)
-        if self.pidfd >= 0:
-            os.close(self.pidfd)
-        try:
-            return os.waitpid(self.pid, 0)[1]
-        except ChildProcessError:
-            return None
-
-    def tail(self, fd: int) -> str:
-        """The last :data:`TAIL_BYTES` of a stream, decoded."""
-        return bytes(self.bufs[fd][-TAIL_BYTES:]).decode("utf-8", "replace")
 
 
 class ExternalExecutor:
@@ -216,55 +113,27 @@ class ExternalExecutor:
         return env
 
     def execute(self, req: ExecRequest) -> ExecResult:
-        """Run porch for ``req``; see the class docstring for the process contract."""
+        """Run porch for ``req``; see the class docstring for the process contract.
+
+        Spawning, waiting and the timeout run in the Rust core (``_core.spawn_wait``) with the GIL
+        released; a Python exception raised by a signal handler meanwhile (the worker's abort) kills
+        porch's group and propagates.
+        """
         start = time.monotonic()
         problem = _out_dir_problem(req.out_dir)
         if problem is not None:
             return failure(problem, start, retryable=True)
+        env = [f"{key}={value}" for key, value in self.env(req).items()]
         try:
-            r_out, w_out = os.pipe()
-        except OSError as exc:
-            return failure(f"could not start porch: {exc.strerror or exc}", start, retryable=True)
-        try:
-            r_err, w_err = os.pipe()
-        except OSError as exc:
-            os.close(r_out)
-            os.close(w_out)
-            return failure(f"could not start porch: {exc.strerror or exc}", start, retryable=True)
-        try:
-            pid = os.posix_spawn(
-                self.porch_path,
-                self.argv(req),
-                self.env(req),
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, w_out, 1),
-                    (os.POSIX_SPAWN_DUP2, w_err, 2),
-                ],
-                setsid=True,
-                setsigmask=(),
-                setsigdef=_CATCHABLE,
+            status, timed_out, out, err = _core.spawn_wait(
+                self.porch_path, self.argv(req), env, _SIGDEF, req.timeout, KILL_GRACE, PIPE_GRACE, TAIL_BYTES,
+                pidfd=hasattr(os, "pidfd_open"),  # a Python (or kernel) without it: waitid polling
             )
         except (OSError, ValueError) as exc:
-            for fd in (r_out, r_err):
-                os.close(fd)
             retryable = isinstance(exc, OSError)
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             return failure(f"could not start porch {self.porch_path}: {detail}", start, retryable=retryable)
-        finally:
-            os.close(w_out)
-            os.close(w_err)
-        return self._supervise(pid, r_out, r_err, req, start)
-
-    def _supervise(self, pid: int, r_out: int, r_err: int, req: ExecRequest, start: float) -> ExecResult:
-        run = _Run(pid, r_out, r_err, start + req.timeout if req.timeout > 0 else _INF)
-        try:
-            while not run.done():
-                run.timers()
-                run.poll()
-        finally:
-            status = run.reap()
-        return self._result(status, run.timed_out, req, start, run.tail(r_out), run.tail(r_err))
+        return self._result(status, timed_out, req, start, _decode(out), _decode(err))
 
     def _result(
         self,

@@ -95,8 +95,7 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
-        for outcome in OUTCOMES:
-            self.intents_total.labels(outcome=outcome)
+        self._outcome_counters = {outcome: self.intents_total.labels(outcome=outcome) for outcome in OUTCOMES}
         self.processing_seconds = Histogram(
             "conductor_processing_seconds",
             "Time from taking an intent to its final outcome (validate, run porch, record; all attempts), in seconds.",
@@ -163,7 +162,7 @@ class Metrics:
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}: expected one of {', '.join(OUTCOMES)}")
-        self.intents_total.labels(outcome=outcome).inc()
+        self._outcome_counters[outcome].inc()  # labels() once per outcome: it locks and builds a key each call
         if duration_s is not None:
             self.processing_seconds.observe(max(0.0, float(duration_s)))
         if timed_out:

@@ -47,6 +47,8 @@ class WorkerHandle:
     retiring: bool = False
     #: Batches this worker returned (0 for a worker that died while booting).
     served: int = 0
+    #: When it ran out of work (``time.monotonic()``, from its last result), while intents may be ready.
+    idle_from: float | None = None
 
     @property
     def id(self) -> int:
@@ -86,6 +88,8 @@ class Pool:
         self.workers: dict[int, WorkerHandle] = {}
         self._by_conn: dict[int, WorkerHandle] = {}
         self._by_sentinel: dict[int, WorkerHandle] = {}
+        #: Seconds workers sat idle with intents ready for them (:meth:`send`, :meth:`nothing_ready`).
+        self.idle_queued_s = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def spawn(self) -> WorkerHandle:
@@ -139,8 +143,16 @@ class Pool:
             w.conn.send(batch)
         except (BrokenPipeError, OSError):
             return False
+        if w.idle_from is not None:
+            self.idle_queued_s += max(0.0, time.monotonic() - w.idle_from)
+            w.idle_from = None
         w.inflight.append(batch)
         return True
+
+    def nothing_ready(self) -> None:
+        """No intent is ready: the workers idle now wait for lack of work, not for the loop."""
+        for w in self.workers.values():
+            w.idle_from = None
 
     def wait_objects(self) -> list[Any]:
         """Connections and sentinels to include in ``multiprocessing.connection.wait``."""
@@ -169,6 +181,8 @@ class Pool:
                     w.served += 1
                     if w.inflight:
                         w.inflight.popleft()
+                    if not w.inflight:  # idle since its last result (or since now, when it does not say)
+                        w.idle_from = (getattr(got[-1], "finished", None) if got else None) or time.monotonic()
                     results.append((w, got))
                     if w.retiring and not w.inflight:
                         with contextlib.suppress(OSError):

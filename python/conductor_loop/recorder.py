@@ -51,6 +51,9 @@ class Recorder(threading.Thread):
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
         self.pending = 0
+        #: Groups committed and the results they held (read once the thread has stopped).
+        self.groups = 0
+        self.grouped = 0
 
     # -- the loop's side ---------------------------------------------------------------------
     def submit(
@@ -132,7 +135,9 @@ class Recorder(threading.Thread):
                 break
             group, changed, last_runs = got
             try:
-                self._answer(GroupRecorded(group, self._record(state, group, changed, last_runs)))
+                filed = self._record(state, group, changed, last_runs)
+                self.groups, self.grouped = self.groups + 1, self.grouped + len(group)
+                self._answer(GroupRecorded(group, filed))
             except Exception as exc:  # noqa: BLE001 - reported to the loop, intents stay put
                 self._answer(GroupRecorded(group, [], error=str(exc), fault=fault_of(exc, state.path)))
         if self._unfiled:

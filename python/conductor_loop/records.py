@@ -160,6 +160,8 @@ class WorkResult:
     #: total from the first attempt's start to this outcome, backoffs included (README, status fields).
     first_started: float | None = None
     attempt_log: list[dict[str, Any]] = field(default_factory=list)
+    #: When the worker finished it (``time.monotonic()``): a worker with nothing left is idle from then.
+    finished: float | None = None
 
     @property
     def attempt_ms(self) -> float:
@@ -178,6 +180,11 @@ class RunSummary:
     retried: int = 0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    #: Group commits (one ``syncfs`` and one SQLite commit each) and the intents they recorded.
+    groups: int = 0
+    grouped: int = 0
+    #: Seconds workers sat idle while intents were ready for them (summed over workers).
+    idle_queued_s: float = 0.0
 
     @property
     def seconds(self) -> float:
@@ -205,6 +212,9 @@ class RunSummary:
             "skipped": self.skipped,
             "failed": self.failed,
             "seconds": round(self.seconds, 3),
+            "groups": self.groups,
+            "mean_group": round(self.grouped / self.groups, 1) if self.groups else 0.0,
+            "idle_queued_s": round(self.idle_queued_s, 3),
         }
 
     def line(self) -> str:

@@ -1,10 +1,12 @@
 """Results: from what workers return to filed intents.
 
-Final results are handed to the :class:`~conductor_loop.recorder.Recorder` in groups (at most
-``FLUSH_MAX``, or after ``FLUSH_AFTER``, or when no worker is busy, and never more than two groups
-at once); retries go back to the queue with their backoff; the recorder's answers are read back as
-data and become counts, logs and requeues. Intents of a worker that died are requeued alone, or
-fail when out of attempts.
+Final results are handed to the :class:`~conductor_loop.recorder.Recorder` in groups, one at a time: while
+the recorder syncs and commits one group, whatever finishes meanwhile collects and is the next group (natural
+group commit), handed over once the recorder is free and the group is ``FLUSH_AFTER`` old (or nothing else
+runs). Under load a group is what finished during the previous sync; with little to do a result waits at
+most ``FLUSH_AFTER`` (so that a quick sync does not make a sync per result). At most ``FLUSH_MAX`` at once.
+Retries go back to the queue with their backoff; the recorder's answers are read back as data and become
+counts, logs and requeues. Intents of a worker that died are requeued alone, or fail when out of attempts.
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ from conductor_loop.storage import StorageGuard
 from conductor_loop.telemetry import IntentFiled, IntentNotFiled, IntentRetried, Telemetry
 from conductor_loop.workqueue import WorkQueue
 
-#: Results are filed in groups: at most this many, or after this long, or when nothing else is in flight.
-FLUSH_MAX = 256
+#: The largest group handed to the recorder at once (one SQLite transaction); the rest is the next group.
+FLUSH_MAX = 4096
+#: A group goes to a free recorder once its first result is this old (or at once when nothing else runs).
 FLUSH_AFTER = 0.02
-#: Groups the recorder may hold at once.
-MAX_GROUPS = 2
 
 
 class Results:
@@ -74,21 +75,23 @@ class Results:
         return bool(self.done or self.recorder.pending)
 
     def flush_in(self) -> float | None:
-        """Seconds until the current group is due, when the recorder has room (else its answer wakes us)."""
-        if self.done and self.recorder.pending < MAX_GROUPS:
+        """Seconds until the current group is due, when the recorder is free (else its answer wakes us)."""
+        if self.done and not self.recorder.pending:
             return self._first_done + FLUSH_AFTER - time.monotonic()
         return None
 
     def maybe_flush(self, busy_workers: int) -> None:
-        """File results in groups: when the group is full, old enough, or nothing else runs."""
-        if self.done and self.recorder.pending < MAX_GROUPS and (
-            len(self.done) >= FLUSH_MAX or time.monotonic() - self._first_done >= FLUSH_AFTER or busy_workers == 0
+        """Hand the free recorder what finished meanwhile, once it is ``FLUSH_AFTER`` old or nothing else runs."""
+        if self.done and not self.recorder.pending and (
+            busy_workers == 0 or time.monotonic() - self._first_done >= FLUSH_AFTER
         ):
-            self.flush()
+            self.flush(FLUSH_MAX)
 
-    def flush(self) -> None:
-        """Hand a group of final results to the recorder (record, then move); retries wait in the queue."""
-        done, self.done = self.done, []
+    def flush(self, limit: int | None = None) -> None:
+        """Hand a group of final results (all, or the first ``limit``) to the recorder (record, then move);
+        retries wait in the queue."""
+        done, self.done = self.done[:limit], self.done[limit:] if limit is not None else []
+        self._first_done = time.monotonic()  # what is left over is the next group, due FLUSH_AFTER from now
         final: list[WorkResult] = []
         for r in done:
             if r.outcome in (Outcome.VANISHED, Outcome.RETURNED):  # nothing written: stays in the handoff

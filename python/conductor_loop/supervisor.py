@@ -194,6 +194,9 @@ class Supervisor:
             self.recorder.stop()
             self.results.take_recorded()
             self.recorder.close()
+            self.summary.groups, self.summary.grouped = self.recorder.groups, self.recorder.grouped
+        if self.pool is not None:
+            self.summary.idle_queued_s = self.pool.idle_queued_s
         if self.watch is not None:
             self.watch.close()
         self.hold.release(self.telemetry.last_run())
@@ -243,6 +246,8 @@ class Supervisor:
                 if batch and not self.pool.send(workers[0], batch):
                     self.queue.unsend(batch)
                     break
+        if not self.queue.has_ready():
+            self.pool.nothing_ready()
         self.telemetry.emit(self._figures())
 
     def wait(self) -> list[Any]:

@@ -212,6 +212,8 @@ def worker_main(slot: int, settings: WorkerSettings, conn: Connection, heartbeat
             heartbeat[slot] = time.monotonic()
             results.append(processor.process_safely(item))
         heartbeat[slot] = 0.0
+        if results:
+            results[-1].finished = time.monotonic()  # idle from now unless a batch waits in the pipe
         try:
             conn.send(results)
         except (BrokenPipeError, OSError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from conductor_loop.clock import SYSTEM_CLOCK, Clock
 from conductor_loop.records import RetryPolicy, WorkItem
@@ -76,11 +76,15 @@ class BatchPolicy:
         return 2 if self._fast() else 1
 
 
-@dataclass(order=True, slots=True)
+@dataclass(slots=True)
 class _Entry:
-    key: tuple[int, float, int]
-    item: WorkItem = field(compare=False)
-    lone: bool = field(default=False, compare=False)
+    item: WorkItem
+    lone: bool = False
+
+
+#: A heap entry: ``(-priority, queued at, sequence, entry)``; the unique sequence means the entry itself is
+#: never compared, so the heap orders plain tuples in C (a dataclass ``__lt__`` cost ~10 µs an intent).
+_Slot = tuple[int, float, int, _Entry]
 
 
 class WorkQueue:
@@ -98,7 +102,7 @@ class WorkQueue:
         self.batching = batching or BatchPolicy()
         self.clock = clock
         self.priority = priority
-        self._heap: list[_Entry] = []
+        self._heap: list[_Slot] = []
         self._queued: dict[str, _Entry] = {}
         self._delayed: list[tuple[float, int, WorkItem]] = []
         self._delayed_paths: set[str] = set()
@@ -164,9 +168,8 @@ class WorkQueue:
 
     def push(self, item: WorkItem, *, lone: bool = False) -> None:
         """Queue ``item`` as ready (``lone``: it goes to a worker in a batch of its own)."""
-        key = (-self.priority(item.path), self.clock.monotonic(), next(self._seq))
-        entry = _Entry(key=key, item=item, lone=lone)
-        heapq.heappush(self._heap, entry)
+        entry = _Entry(item, lone)
+        heapq.heappush(self._heap, (-self.priority(item.path), self.clock.monotonic(), next(self._seq), entry))
         self._queued[item.path] = entry
 
     def release_due(self) -> None:
@@ -195,11 +198,12 @@ class WorkQueue:
         n = self.batch_size(workers)
         batch: list[WorkItem] = []
         while self._heap and len(batch) < n:
-            entry = heapq.heappop(self._heap)
+            slot = heapq.heappop(self._heap)
+            entry = slot[3]
             if self._queued.get(entry.item.path) is not entry:
                 continue
             if entry.lone and batch:
-                heapq.heappush(self._heap, entry)
+                heapq.heappush(self._heap, slot)
                 break
             del self._queued[entry.item.path]
             batch.append(entry.item)
