@@ -81,6 +81,12 @@ def test_task_round_trip_keeps_the_bytes_exactly() -> None:
     back = p.decode_task(body)
     assert back.data == data and back.task_id == task.task_id and back.sha256 == task.sha256
     assert (back.attempt, back.mode, back.timeout, back.max_result_bytes) == (2, "structured", 1.5, 4096)
+    assert back.scaling is None
+    assert p.decode_task(p.encode_task(p.Task(**{**_fields(task), "scaling": True}))).scaling is True
+
+
+def _fields(task: p.Task) -> dict[str, object]:
+    return {k: getattr(task, k) for k in p.Task.__slots__}
 
 
 @pytest.mark.parametrize(
@@ -96,6 +102,7 @@ def test_task_round_trip_keeps_the_bytes_exactly() -> None:
         ({"attempt": 0}, "attempt"),
         ({"attempt": True}, "attempt"),
         ({"timeout": "1s"}, "timeout"),
+        ({"scaling": "yes"}, "scaling"),
     ],
 )
 def test_malformed_task_is_refused_with_its_field(change: dict[str, object], reason: str) -> None:

@@ -109,6 +109,9 @@ class Task:
     max_result_bytes: int
     data: bytes
     published_at: str = ""
+    scaling: bool | None = None
+    """The ingest's verdict under its ``--intent-schema`` (``Intent.scaling``); ``None``: the worker reads
+    it from the intent's type."""
 
     @property
     def size(self) -> int:
@@ -117,11 +120,20 @@ class Task:
 
 
 def make_task(
-    path: str, data: bytes, *, sha256: str, attempt: int, mode: str, timeout: float, max_result_bytes: int
+    path: str,
+    data: bytes,
+    *,
+    sha256: str,
+    attempt: int,
+    mode: str,
+    timeout: float,
+    max_result_bytes: int,
+    scaling: bool | None = None,
 ) -> Task:
     """The task for attempt ``attempt`` of the intent at ``path`` (its id from :func:`task_id`)."""
     name = path.rsplit("/", 1)[-1]
-    return Task(task_id(path, sha256, attempt), name, sha256, attempt, mode, timeout, max_result_bytes, data)
+    tid = task_id(path, sha256, attempt)
+    return Task(tid, name, sha256, attempt, mode, timeout, max_result_bytes, data, scaling=scaling)
 
 
 def encode_task(task: Task) -> bytes:
@@ -137,6 +149,7 @@ def encode_task(task: Task) -> bytes:
         "timeout": task.timeout,
         "max_result_bytes": task.max_result_bytes,
         "published_at": task.published_at or rfc3339(),
+        "scaling": task.scaling,
     }
     return _join(meta, task.data)
 
@@ -165,6 +178,7 @@ def decode_task(body: bytes) -> Task:
         max_result_bytes=_positive(meta, "max_result_bytes"),
         data=data,
         published_at=_field(meta, "published_at", str),
+        scaling=None if meta.get("scaling") is None else bool(_field(meta, "scaling", bool)),
     )
 
 
