@@ -29,6 +29,7 @@ to the minimum.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Mapping
@@ -112,6 +113,13 @@ class RunConfig:
     dry_run: bool = False
     watch: str = "auto"
     poll_interval: float = 1.0
+    executor: str = "local"
+    broker: str | None = None
+    broker_creds: str | None = None
+    fleet: str = "default"
+    fleet_inflight: int = 64
+    fleet_lease: float = 30.0
+    fleet_max_deliver: int = 3
     config: str | None = None
 
 
@@ -192,6 +200,13 @@ FIELDS: dict[str, Field] = {
         Field("dry_run", parse_bool, _render_plain, "list what would run, change nothing"),
         Field("watch", choice("auto", "inotify", "poll"), _render_plain, "auto, inotify or poll"),
         Field("poll_interval", to_duration, _render_duration, "how often poll mode lists the handoff"),
+        Field("executor", choice("local", "fleet"), _render_plain, "local (worker processes) or fleet (NATS)"),
+        Field("broker", to_optional_str, _render_plain, "fleet: NATS URL (nats://HOST:4222 or tls://…)"),
+        Field("broker_creds", to_optional_str, _render_plain, "fleet: NATS credentials file"),
+        Field("fleet", to_str, _render_plain, "fleet: its name (streams CL_<NAME>_*)"),
+        Field("fleet_inflight", to_int, _render_plain, "fleet: most tasks out at once"),
+        Field("fleet_lease", to_duration, _render_duration, "fleet: a worker's lease on a task"),
+        Field("fleet_max_deliver", to_int, _render_plain, "fleet: deliveries of a task before it fails"),
         Field("config", to_optional_str, _render_plain, "TOML config file"),
     )
 }
@@ -364,6 +379,24 @@ def _validate(cfg: RunConfig, sources: Mapping[str, str]) -> None:
     for name in ("handoff", "out", "porch"):
         if not getattr(cfg, name).strip():
             raise fail(name, "must not be empty")
+    _validate_fleet(cfg, fail)
+
+
+def _validate_fleet(cfg: RunConfig, fail: Callable[[str, str], ConfigError]) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", cfg.fleet):
+        raise fail("fleet", f"{cfg.fleet[:40]!r} must be 1 to 32 of A-Z a-z 0-9 _ -")
+    if cfg.fleet_inflight < 1:
+        raise fail("fleet_inflight", f"must be at least 1, not {cfg.fleet_inflight}")
+    if not 0.5 <= cfg.fleet_lease <= 3600:
+        raise fail("fleet_lease", "must be between 500ms and 1h")
+    if cfg.fleet_max_deliver < 1:
+        raise fail("fleet_max_deliver", f"must be at least 1, not {cfg.fleet_max_deliver}")
+    if cfg.executor != "fleet":
+        return
+    if not cfg.broker:
+        raise fail("broker", "is needed with --executor fleet (e.g. nats://127.0.0.1:4222)")
+    if not re.match(r"^(nats|tls)://[^\s/]+$", cfg.broker):
+        raise fail("broker", f"{cfg.broker[:80]!r} must be nats://HOST:PORT or tls://HOST:PORT")
 
 
 def resolve(
