@@ -108,17 +108,17 @@ class Probed:
 Event = BrokerState | LimitsFailed | Published | PublishFailed | ResultIn | MaxDelivered | Probed
 
 
-class Bridge(threading.Thread):
+class Bridge:
     """The broker side of fleet mode, on its own thread; the loop talks to it by data only."""
 
     def __init__(self, cfg: BridgeConfig) -> None:
-        super().__init__(name="conductor-fleet-bridge", daemon=True)
         self.cfg = cfg
+        self._thread = threading.Thread(target=self._run, name="conductor-fleet-bridge", daemon=True)
         self._events: deque[Event] = deque()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
-        self._stop: asyncio.Event | None = None
+        self._quit: asyncio.Event | None = None
         self._nc: Any = None
         self._js: Any = None
         self._consume = threading.Event()
@@ -167,14 +167,14 @@ class Bridge(threading.Thread):
 
     def start_and_wait(self, timeout: float) -> None:
         """Start the thread; wait up to ``timeout`` for the first connection (the loop starts either way)."""
-        self.start()
+        self._thread.start()
         self._started.wait(timeout)
 
     def stop(self) -> None:
         """Close the connection and end the thread."""
-        if self.is_alive() and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self.join(timeout=10.0)
+        if self._thread.is_alive() and self._quit is not None:
+            self._loop.call_soon_threadsafe(self._quit.set)
+            self._thread.join(timeout=10.0)
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -190,7 +190,7 @@ class Bridge(threading.Thread):
         self._events.append(event)
         self.wake()
 
-    def run(self) -> None:
+    def _run(self) -> None:
         """Thread body: the asyncio loop until :meth:`stop`."""
         asyncio.set_event_loop(self._loop)
         try:
@@ -201,11 +201,12 @@ class Bridge(threading.Thread):
             self._loop.close()
 
     async def _main(self) -> None:
-        self._stop = asyncio.Event()
+        self._quit = asyncio.Event()
         tasks = [asyncio.create_task(self._connection()), asyncio.create_task(self._results())]
-        await self._stop.wait()
+        await self._quit.wait()
         for t in tasks:
             t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._nc.close(), 5.0)
