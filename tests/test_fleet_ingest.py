@@ -111,3 +111,108 @@ def test_a_result_is_filed_with_its_package_and_a_late_duplicate_is_dropped(nats
         finally:
             hand.close()
         assert loop.stop() == 0
+
+
+HOSTILE = {
+    "intent-dotdot.json": ([("default/../../evil", "file", b"x")], "'..'"),
+    "intent-abs.json": ([("/tmp/evil-abs", "file", b"x")], "absolute"),
+    "intent-link.json": ([("default", "dir", b""), ("default/web-scaling", "symlink", b"/etc")], "link"),
+}
+
+
+def test_hostile_results_end_in_failed_with_a_reason_and_nothing_is_written_outside_out(
+        nats: NatsServer, dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    handoff, out = dirs
+    # over the result cap (the broker's max_payload less the result's overhead, 16 MiB here) once inflated
+    bomb = tar_gz([("default/web-scaling/big", "file", b"\0" * (20 << 20))])
+    cases = {**HOSTILE, "intent-big.json": ([], "cap")}
+    with fleet_loop(nats, handoff, out, "--max-file-size", "64KiB") as loop:
+        hand = HandWorker(nats.url)
+        try:
+            for name in cases:
+                write_intent(handoff, name)
+            for _ in cases:
+                task, msg = hand.take()
+                members, _why = cases[task.name]
+                data = bomb if task.name == "intent-big.json" else tar_gz(members)
+                hand.answer(task, msg, archive=data, files=1)
+            wait_for(lambda: all(filed(handoff, n) for n in cases), what="all filed")
+            for name, (_m, why) in cases.items():
+                assert filed(handoff, name) == "failed", name
+                doc = status(handoff, name)
+                assert str(doc["message"]).startswith("result archive refused"), doc
+                assert why in str(doc["message"]), (name, doc["message"])
+                assert (handoff / "failed" / f"{name}.error.log").exists()
+            assert counter(loop, "conductor_fleet_results_total", outcome="refused") == len(cases)
+        finally:
+            hand.close()
+        assert loop.stop() == 0
+    assert not (tmp_path / "evil").exists() and not os.path.lexists("/tmp/evil-abs")
+    left = [str(p.relative_to(out)) for p in out.rglob("*")]
+    assert left == [], left  # nothing installed, no temp dir left behind
+
+
+def test_a_file_changed_since_its_claim_is_not_accepted_and_runs_again(nats: NatsServer, dirs: tuple[Path, Path],
+                                                                     tmp_path: Path) -> None:
+    handoff, out = dirs
+    with fleet_loop(nats, handoff, out) as loop:
+        hand = HandWorker(nats.url)
+        try:
+            p = write_intent(handoff, "intent-c.json", replicas=1)
+            first, msg = hand.take()
+            write_intent(handoff, "intent-c.json", replicas=2)  # new content while porch "runs"
+            hand.answer(first, msg, archive=package_archive(tmp_path, 1)[0], files=1)
+            again, msg2 = hand.take()
+            assert again.task_id != first.task_id and again.data == p.read_bytes()
+            hand.answer(again, msg2, archive=package_archive(tmp_path, 2)[0], files=1)
+            wait_for(lambda: filed(handoff, "intent-c.json"), what="intent-c filed")
+            assert status(handoff, "intent-c.json")["sha256"] == again.sha256
+            assert (out / "default" / "web-scaling" / "Kptfile").read_text() == "replicas: 2\n"
+            assert counter(loop, "conductor_fleet_results_total", outcome="stale") == 1
+        finally:
+            hand.close()
+        assert loop.stop() == 0
+
+
+def test_max_deliver_files_the_intent_in_failed_and_empties_the_task_stream(nats: NatsServer,
+                                                                            dirs: tuple[Path, Path]) -> None:
+    handoff, out = dirs
+    with fleet_loop(nats, handoff, out, "--fleet-lease", "1s", "--fleet-max-deliver", "2") as loop:
+        hand = HandWorker(nats.url)
+        try:
+            write_intent(handoff, "intent-m.json")
+            for _ in range(2):  # taken, never acked nor answered: redelivered after the lease, twice
+                task, _msg = hand.take()
+            with pytest.raises(Exception):  # noqa: B017 - a pull after the last lease: the server gives up on it
+                hand.take(timeout=2.5)
+            wait_for(lambda: filed(handoff, "intent-m.json"), what="intent-m filed")
+            assert filed(handoff, "intent-m.json") == "failed"
+            assert "after 2 deliveries" in str(status(handoff, "intent-m.json")["message"])
+            wait_for(lambda: hand.messages(hand.names.task_stream) == 0, what="task stream emptied")
+            assert counter(loop, "conductor_fleet_max_deliveries_total") == 1
+        finally:
+            hand.close()
+        assert loop.stop() == 0
+
+
+def test_readyz_fails_while_the_broker_is_away_longer_than_the_lease_then_recovers(
+        nats: NatsServer, dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    handoff, out = dirs
+    with fleet_loop(nats, handoff, out) as loop:
+        nats.stop()
+        code, body = wait_for(lambda: (r := loop.get("/readyz"))[0] == 503 and r, what="/readyz 503")
+        assert "broker" in body
+        assert counter(loop, "conductor_fleet_broker_up") == 0
+        write_intent(handoff, "intent-w.json")  # watching goes on; the file waits
+        time.sleep(0.5)
+        assert filed(handoff, "intent-w.json") is None
+        nats.start()
+        loop.ready()
+        hand = HandWorker(nats.url)
+        try:
+            task, msg = hand.take()
+            hand.answer(task, msg, archive=package_archive(tmp_path, 3)[0], files=1)
+            wait_for(lambda: filed(handoff, "intent-w.json"), what="filed after the broker came back")
+        finally:
+            hand.close()
+        assert loop.stop() == 0
