@@ -50,7 +50,7 @@ class HandWorker:
                     self.sub = self.run(self.js.pull_subscribe_bind(TASK_CONSUMER, self.names.task_stream))
                 msgs = self.run(self.sub.fetch(1, timeout=1.0))
                 return decode_task(msgs[0].data), msgs[0]
-            except Exception:  # noqa: BLE001 - not there yet: pull again
+            except Exception:
                 if time.monotonic() > deadline:
                     raise
                 self.sub = None if self.sub is None else self.sub

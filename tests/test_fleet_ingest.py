@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from conductor_loop.fleet.archive import pack
 from fleethand import HandWorker, tar_gz
 from loopproc import LoopProcess, wait_for
 from natsserver import NatsServer
-
-from conductor_loop.fleet.archive import pack
 
 SCALING = {"intent_type": "scaling", "target": "web", "namespace": "default", "replicas": 3}
 
@@ -183,7 +183,7 @@ def test_max_deliver_files_the_intent_in_failed_and_empties_the_task_stream(nats
             write_intent(handoff, "intent-m.json")
             for _ in range(2):  # taken, never acked nor answered: redelivered after the lease, twice
                 task, _msg = hand.take()
-            with pytest.raises(Exception):  # noqa: B017 - a pull after the last lease: the server gives up on it
+            with pytest.raises(Exception):
                 hand.take(timeout=2.5)
             wait_for(lambda: filed(handoff, "intent-m.json"), what="intent-m filed")
             assert filed(handoff, "intent-m.json") == "failed"

@@ -29,13 +29,13 @@ to the minimum.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from conductor_loop.fleet.options import check_fleet_options
 from conductor_loop.intent_schema import BUILTIN, IntentSchema, load_schema
 from conductor_loop.units import (
     MiB,
@@ -379,24 +379,7 @@ def _validate(cfg: RunConfig, sources: Mapping[str, str]) -> None:
     for name in ("handoff", "out", "porch"):
         if not getattr(cfg, name).strip():
             raise fail(name, "must not be empty")
-    _validate_fleet(cfg, fail)
-
-
-def _validate_fleet(cfg: RunConfig, fail: Callable[[str, str], ConfigError]) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", cfg.fleet):
-        raise fail("fleet", f"{cfg.fleet[:40]!r} must be 1 to 32 of A-Z a-z 0-9 _ -")
-    if cfg.fleet_inflight < 1:
-        raise fail("fleet_inflight", f"must be at least 1, not {cfg.fleet_inflight}")
-    if not 0.5 <= cfg.fleet_lease <= 3600:
-        raise fail("fleet_lease", "must be between 500ms and 1h")
-    if cfg.fleet_max_deliver < 1:
-        raise fail("fleet_max_deliver", f"must be at least 1, not {cfg.fleet_max_deliver}")
-    if cfg.executor != "fleet":
-        return
-    if not cfg.broker:
-        raise fail("broker", "is needed with --executor fleet (e.g. nats://127.0.0.1:4222)")
-    if not re.match(r"^(nats|tls)://[^\s/]+$", cfg.broker):
-        raise fail("broker", f"{cfg.broker[:80]!r} must be nats://HOST:PORT or tls://HOST:PORT")
+    check_fleet_options(cfg, fail)
 
 
 def resolve(

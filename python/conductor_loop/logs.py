@@ -77,6 +77,12 @@ EVENTS: tuple[str, ...] = (
     "watcher.restored",
     "intake.paused",
     "intake.resumed",
+    "fleet.broker",
+    "fleet.broker_unreachable",
+    "fleet.publish_failed",
+    "fleet.republished",
+    "fleet.adopted",
+    "fleet.result_dropped",
 )
 
 _LEVELS: dict[str, int] = {
