@@ -182,7 +182,7 @@ def test_max_deliver_files_the_intent_in_failed_and_empties_the_task_stream(nats
         try:
             write_intent(handoff, "intent-m.json")
             for _ in range(2):  # taken, never acked nor answered: redelivered after the lease, twice
-                task, _msg = hand.take()
+                _task, _msg = hand.take()
             with pytest.raises(Exception):
                 hand.take(timeout=2.5)
             wait_for(lambda: filed(handoff, "intent-m.json"), what="intent-m filed")
@@ -200,7 +200,7 @@ def test_readyz_fails_while_the_broker_is_away_longer_than_the_lease_then_recove
     handoff, out = dirs
     with fleet_loop(nats, handoff, out) as loop:
         nats.stop()
-        code, body = wait_for(lambda: (r := loop.get("/readyz"))[0] == 503 and r, what="/readyz 503")
+        _code, body = wait_for(lambda: (r := loop.get("/readyz"))[0] == 503 and r, what="/readyz 503")
         assert "broker" in body
         assert counter(loop, "conductor_fleet_broker_up") == 0
         write_intent(handoff, "intent-w.json")  # watching goes on; the file waits
