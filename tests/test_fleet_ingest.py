@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,3 +217,45 @@ def test_readyz_fails_while_the_broker_is_away_longer_than_the_lease_then_recove
         finally:
             hand.close()
         assert loop.stop() == 0
+
+
+def test_after_a_kill_the_restarted_ingest_republishes_the_same_task_and_accepts_its_result(
+        nats: NatsServer, dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    handoff, out = dirs
+    hand = HandWorker(nats.url)
+    try:
+        with fleet_loop(nats, handoff, out) as first:
+            write_intent(handoff, "intent-k.json")
+            task, msg = hand.take()
+            first.signal(signal.SIGKILL)
+            first.proc.wait(10)
+        with fleet_loop(nats, handoff, out) as second:
+            second.wait_event("fleet.adopted", count=1)
+            assert hand.messages(hand.names.task_stream) == 1  # the republish was a duplicate
+            hand.answer(task, msg, archive=package_archive(tmp_path, 3)[0], files=1)
+            wait_for(lambda: filed(handoff, "intent-k.json"), what="filed by the second run")
+            assert status(handoff, "intent-k.json")["fleet_task"] == task.task_id
+            assert second.stop() == 0
+    finally:
+        hand.close()
+
+
+def test_sigterm_waits_for_results_in_flight_then_leaves_the_rest_claimed_for_the_next_start(
+        nats: NatsServer, dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    handoff, out = dirs
+    hand = HandWorker(nats.url)
+    try:
+        with fleet_loop(nats, handoff, out, "--timeout", "1s") as loop:
+            write_intent(handoff, "intent-t.json")
+            task, msg = hand.take()
+            loop.signal(signal.SIGTERM)
+            assert loop.proc.wait(20) == 0  # waited --timeout + a margin for the result, then left
+        assert filed(handoff, "intent-t.json") is None
+        saved = json.loads((handoff / ".conductor" / "fleet-inflight.json").read_text())
+        assert list(saved["tasks"]) == [task.task_id]
+        hand.answer(task, msg, archive=package_archive(tmp_path, 3)[0], files=1)
+        with fleet_loop(nats, handoff, out) as again:
+            wait_for(lambda: filed(handoff, "intent-t.json"), what="filed by the next start")
+            assert again.stop() == 0
+    finally:
+        hand.close()

@@ -21,6 +21,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from nats.js import api as jsapi
+
 from conductor_loop.fleet import broker
 from conductor_loop.fleet.protocol import MSG_ID_HEADER, RESULT_CONSUMER, RESULT_OVERHEAD, FleetNames
 
@@ -246,6 +248,9 @@ class Bridge:
             except Exception as exc:  # noqa: BLE001 - JetStream not ready yet (restart): retried
                 self._emit(BrokerState(False, f"cannot set up the fleet's streams: {type(exc).__name__}: {exc}"))
                 await asyncio.sleep(RETRY)
+        with contextlib.suppress(Exception):  # a result the ingest took and did not ack (it died) comes back
+            await self._js.add_consumer(self.cfg.names.result_stream, jsapi.ConsumerConfig(  # after a lease
+                durable_name=RESULT_CONSUMER, ack_policy=jsapi.AckPolicy.EXPLICIT, ack_wait=self.cfg.lease))
         self._rebuild = True
         self._emit(BrokerState(True, "connected", cap))
 

@@ -115,12 +115,12 @@ class FleetPool:
         """Publish ready intents while there is room: first those an earlier run left in flight."""
         if self._stop_at is not None or not self.health.up:
             return
-        if self._adopt:
-            self._adopt_left(queue)
+        out = self._adopt_left(queue) if self._adopt else []
         while queue.has_ready() and self.flights.room():
-            for item in queue.take_batch(self.flights.room()):
-                self._launch(item)
-        self._save()
+            out += [f for item in queue.take_batch(self.flights.room()) if (f := self._launch(item))]
+        self._save()  # saved before it goes out: a restart knows every task that may be out
+        for f in out:
+            self._send(f, again=False)
 
     def wait_objects(self) -> list[Any]:
         """The bridge's wake-up descriptor."""
@@ -160,11 +160,11 @@ class FleetPool:
         self.bridge.stop()
 
     # -- publishing ------------------------------------------------------------------------------
-    def _launch(self, item: WorkItem) -> None:
+    def _launch(self, item: WorkItem) -> fl.Flight | None:
         prep = self.processor.prepare(item)
         if prep.request is None:  # vanished, invalid or a duplicate: decided here
             self._decide(prep.result)
-            return
+            return None
         res = prep.result
         assert res.sha256 is not None
         task = make_task(item.path, prep.content, sha256=res.sha256, attempt=item.attempt, mode=self.cfg.mode,
@@ -172,23 +172,23 @@ class FleetPool:
                          scaling=prep.request.intent.scaling)
         f = fl.Flight(task.task_id, item, res, prep.t0, encode_task(task))
         self.flights.add(f)
-        self._send(f, again=False)
+        return f
 
     def _send(self, f: fl.Flight, *, again: bool) -> None:
         if again:
             self.metrics.republishes.inc()
         self.bridge.publish(f.task_id, f.body)
 
-    def _adopt_left(self, queue: WorkQueue) -> None:
+    def _adopt_left(self, queue: WorkQueue) -> list[fl.Flight]:
         """The intents an earlier run had out: taken first, with their attempt (so their task ids)."""
         left, self._adopt = self._adopt, {}
         paths = {os.path.join(self.layout.root, name): v for name, v in left.items()}
         items = queue.take_paths(list(paths))
         for item in items:
             item.attempt = paths[item.path][2]
-            self._launch(item)
         if items:
             self.telemetry.note("fleet.adopted", count=len(items), reason="in flight when an earlier run stopped")
+        return [f for item in items if (f := self._launch(item))]
 
     def _save(self) -> None:
         if self.flights.changed:
