@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-from fakeclock import FakeClock
 
 from conductor_loop.config import ConfigError, resolve
 from conductor_loop.fleet import accept, flights
 from conductor_loop.fleet.flights import Flight, Flights, Phase
 from conductor_loop.fleet.ingest import BrokerHealth
 from conductor_loop.records import Outcome, WorkItem, WorkResult
+from fakeclock import FakeClock
 
 
 def flight(tid: str, path: str = "/h/intent-a.json", sha: str = "a" * 64, attempt: int = 1) -> Flight:
