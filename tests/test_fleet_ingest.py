@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -259,3 +261,40 @@ def test_sigterm_waits_for_results_in_flight_then_leaves_the_rest_claimed_for_th
             assert again.stop() == 0
     finally:
         hand.close()
+
+
+def test_a_broker_unreachable_at_start_the_loop_starts_watches_and_waits(nats: NatsServer, dirs: tuple[Path, Path],
+                                                                      tmp_path: Path) -> None:
+    handoff, out = dirs
+    nats.stop()  # its port is kept: started again below, the loop finds it there
+    loop = LoopProcess(handoff, out, "--executor", "fleet", "--broker", nats.url, "--debounce", "50ms",
+                       "--fleet-lease", "1s")
+    with loop:
+        loop.wait_event("fleet.broker_unreachable")
+        wait_for(lambda: loop.get("/readyz")[0] == 503, what="/readyz 503 without a broker")
+        write_intent(handoff, "intent-u.json")
+        nats.start()
+        loop.ready()
+        hand = HandWorker(nats.url)
+        try:
+            task, msg = hand.take()
+            hand.answer(task, msg, archive=package_archive(tmp_path, 3)[0], files=1)
+            wait_for(lambda: filed(handoff, "intent-u.json"), what="filed once the broker answered")
+        finally:
+            hand.close()
+        assert loop.stop() == 0
+
+
+def test_a_max_payload_too_small_for_max_file_size_is_one_line_and_exit_2(tmp_path: Path,
+                                                                        dirs: tuple[Path, Path]) -> None:
+    handoff, out = dirs
+    server = NatsServer(tmp_path / "small", max_payload=1024 * 1024).start()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "conductor_loop", "run", "--handoff", str(handoff), "--out",
+                               str(out), "--executor", "fleet", "--broker", server.url],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        server.kill()
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "max_payload" in lines[0] and "--max-file-size" in lines[0], proc.stderr

@@ -116,8 +116,12 @@ class FleetPool:
         if self._stop_at is not None or not self.health.up:
             return
         out = self._adopt_left(queue) if self._adopt else []
-        while queue.has_ready() and self.flights.room():
-            out += [f for item in queue.take_batch(self.flights.room()) if (f := self._launch(item))]
+        while queue.has_ready() and (room := self.flights.room()) > 0:
+            batch = queue.take_batch(self.flights.cap)
+            if len(batch) > room:  # never more than --fleet-inflight out
+                queue.unsend(batch[room:])
+                batch = batch[:room]
+            out += [f for item in batch if (f := self._launch(item))]
         self._save()  # saved before it goes out: a restart knows every task that may be out
         for f in out:
             self._send(f, again=False)
@@ -129,7 +133,7 @@ class FleetPool:
     def collect(self, ready: Sequence[Any]) -> tuple[list[tuple[None, list[WorkResult]]], list[Any]]:
         """What the broker answered, decided: results for the loop (no deaths: the fleet's are redeliveries)."""
         self._events()
-        for f in self.flights.due_publish():
+        for f in self.flights.due_publish() if self._stop_at is None else ():  # stopping: nothing more goes out
             self._send(f, again=True)
         for f in self.flights.due_probe():
             if f.seq is not None:
@@ -276,7 +280,10 @@ class FleetPool:
 
     def _stop_due(self) -> None:
         """At the end of a graceful stop's wait, the tasks still out are given back (republished next start)."""
-        if self._stop_at is None or self.clock.monotonic() < self._stop_at or not len(self.flights):
+        if self._stop_at is None or not len(self.flights):
+            return
+        out = [f for f in self.flights.all() if f.phase is not fl.Phase.BACKOFF]
+        if out and self.clock.monotonic() < self._stop_at:
             return
         self._save()
         for f in self.flights.all():
