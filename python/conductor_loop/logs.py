@@ -83,6 +83,16 @@ EVENTS: tuple[str, ...] = (
     "fleet.republished",
     "fleet.adopted",
     "fleet.result_dropped",
+    "fleet.worker.start",
+    "fleet.worker.waiting",
+    "fleet.worker.broker_down",
+    "fleet.worker.broker_up",
+    "fleet.worker.task",
+    "fleet.worker.bad_task",
+    "fleet.worker.lease_lost",
+    "fleet.worker.publish_failed",
+    "fleet.worker.stopping",
+    "fleet.worker.stop",
 )
 
 _LEVELS: dict[str, int] = {

@@ -75,12 +75,13 @@ async def connect(
     name: str = "conductor-loop",
     on_change: Callable[[bool], Awaitable[None]] | None = None,
     connect_timeout: float = 2.0,
+    initial_timeout: float = 5.0,
 ) -> NATS:
     """Connect to ``url`` (``nats://`` or ``tls://``; ``creds``: a NATS credentials file), reconnecting
     forever afterwards. ``on_change(up)`` is awaited on each disconnect and reconnect.
 
-    Raises ``ValueError`` for a credentials file that cannot be used, or the client's error when the
-    server cannot be reached now.
+    Raises ``ValueError`` for a credentials file that cannot be used, ``ConnectionError`` when no server
+    answered within ``initial_timeout`` seconds, or the client's error.
     """
     if creds is not None and importlib.util.find_spec("nkeys") is None:
         raise ValueError("--broker-creds needs the 'nkeys' package (pip install nkeys)")
@@ -97,7 +98,7 @@ async def connect(
         return None
 
     options: dict[str, Any] = {"user_credentials": creds} if creds else {}
-    return await nats.connect(
+    connecting = nats.connect(
         servers=[url],
         name=name,
         allow_reconnect=True,
@@ -111,6 +112,10 @@ async def connect(
         error_cb=error,
         **options,
     )
+    try:  # the client retries its first connect forever too: bound it
+        return await asyncio.wait_for(connecting, timeout=initial_timeout)
+    except asyncio.TimeoutError:
+        raise ConnectionError(f"no NATS server answered at {url} within {initial_timeout:g}s") from None
 
 
 async def _ensure_stream(js: JetStreamContext, config: jsapi.StreamConfig) -> None:
