@@ -298,3 +298,22 @@ def test_a_max_payload_too_small_for_max_file_size_is_one_line_and_exit_2(tmp_pa
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "max_payload" in lines[0] and "--max-file-size" in lines[0], proc.stderr
+
+
+def test_a_task_the_broker_lost_is_published_again_after_the_ingest_side_deadline(
+        nats: NatsServer, dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    handoff, out = dirs
+    with fleet_loop(nats, handoff, out, "--fleet-lease", "1s", "--fleet-max-deliver", "1", "--timeout", "1s") as loop:
+        hand = HandWorker(nats.url)
+        try:
+            write_intent(handoff, "intent-l.json")
+            wait_for(lambda: hand.messages(hand.names.task_stream) == 1, what="task published")
+            hand.run(hand.js.purge_stream(hand.names.task_stream))  # the broker loses it
+            task, msg = hand.take()  # published again after lease x (max-deliver + 1) + timeout = 3 s
+            hand.answer(task, msg, archive=package_archive(tmp_path, 3)[0], files=1)
+            wait_for(lambda: filed(handoff, "intent-l.json"), what="filed after the republish")
+            loop.wait_event("fleet.republished")
+            assert counter(loop, "conductor_fleet_republishes_total") == 1
+        finally:
+            hand.close()
+        assert loop.stop() == 0

@@ -65,6 +65,7 @@ def test_the_deadline_probes_once_and_a_lost_task_is_published_again_a_present_o
     assert [f.task_id for f in fs.due_probe()] == ["t1"]
     again = fs.probed("t1", present=False)
     assert again is not None and again.phase is Phase.PUBLISHING and again.publishes == 2
+    assert again.msg_id == "t1.1"
     fs.published("t1", seq=9)  # the republish is stored anew
     assert fs.by_seq(9) is again and fs.by_seq(5) is None
 

@@ -147,9 +147,10 @@ class Bridge:
             out.append(self._events.popleft())
         return out
 
-    def publish(self, task_id: str, body: bytes) -> None:
-        """Publish a task (its id is the ``Nats-Msg-Id``); answered by ``Published`` or ``PublishFailed``."""
-        self._call(self._publish(task_id, body))
+    def publish(self, task_id: str, body: bytes, msg_id: str | None = None) -> None:
+        """Publish a task (``Nats-Msg-Id``: ``msg_id``, by default the task id); answered by ``Published`` or
+        ``PublishFailed``."""
+        self._call(self._publish(task_id, body, msg_id or task_id))
 
     def ack(self, token: Any) -> None:
         """Acknowledge a result message (it is decided)."""
@@ -282,12 +283,12 @@ class Bridge:
             for m in msgs:
                 self._emit(ResultIn(bytes(m.data), m))
 
-    async def _publish(self, task_id: str, body: bytes) -> None:
+    async def _publish(self, task_id: str, body: bytes, msg_id: str) -> None:
         try:
             if self._js is None:
                 raise ConnectionError("not connected")
             ack = await self._js.publish(self.cfg.names.task_subject, body, timeout=PUBLISH_TIMEOUT,
-                                         headers={MSG_ID_HEADER: task_id})
+                                         headers={MSG_ID_HEADER: msg_id})
         except Exception as exc:  # noqa: BLE001 - every failure is a retry later, with a reason
             self._emit(PublishFailed(task_id, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__))
             return

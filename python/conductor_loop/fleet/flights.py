@@ -7,8 +7,8 @@ rules of the ingest side (docs/operations.md, "Fleet mode"):
 - a publish that failed (broker down, stream full) is tried again after a backoff (0.5 s doubling to
   10 s), the intent staying claimed in the handoff;
 - the ingest-side deadline: a task without a result ``lease x (max_deliver + 1) + timeout`` after it
-  went out is probed (is it still in the task stream?); one the broker lost is published again, with
-  the same task id;
+  went out is probed (is it still in the task stream?); one the broker lost is published again (the
+  same task id, under a fresh ``Nats-Msg-Id``: the duplicate window would drop it otherwise);
 - only a result whose task is in flight counts (:meth:`Flights.take`); any other is a duplicate.
 """
 
@@ -55,6 +55,8 @@ class Flight:
     publishes: int = 0
     probing: bool = False
     went_out: float = 0.0
+    #: Times the broker was found to have lost it (its republish then needs a fresh ``Nats-Msg-Id``).
+    losses: int = 0
     adopted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -62,6 +64,12 @@ class Flight:
     def path(self) -> str:
         """The intent's path in the handoff."""
         return self.item.path
+
+    @property
+    def msg_id(self) -> str:
+        """The ``Nats-Msg-Id`` to publish it with: the task id, so a repeat is a broker duplicate; after the
+        broker lost it, ``<task id>.<n>`` (the duplicate window would drop the task id itself)."""
+        return self.task_id if not self.losses else f"{self.task_id}.{self.losses}"
 
 
 class Flights:
@@ -164,7 +172,7 @@ class Flights:
         if present:
             f.deadline = self.clock.monotonic() + self.deadline_s
             return None
-        f.phase, f.publishes = Phase.PUBLISHING, f.publishes + 1
+        f.phase, f.publishes, f.losses = Phase.PUBLISHING, f.publishes + 1, f.losses + 1
         return f
 
     def next_in(self) -> float | None:

@@ -181,7 +181,7 @@ class FleetPool:
     def _send(self, f: fl.Flight, *, again: bool) -> None:
         if again:
             self.metrics.republishes.inc()
-        self.bridge.publish(f.task_id, f.body)
+        self.bridge.publish(f.task_id, f.body, f.msg_id)
 
     def _adopt_left(self, queue: WorkQueue) -> list[fl.Flight]:
         """The intents an earlier run had out: taken first, with their attempt (so their task ids)."""
