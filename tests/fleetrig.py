@@ -101,3 +101,19 @@ def write_waves(handoff: Path, targets: int, waves: int, gap: float = 0.05) -> d
 def filed_count(handoff: Path) -> int:
     """Intents in processed/ and failed/."""
     return sum(1 for d in ("processed", "failed") for e in os.scandir(handoff / d) if e.name.endswith(".json"))
+
+
+def scrape(get: Any) -> dict[str, float]:
+    """The ``conductor_fleet_*`` samples of a real scrape (``get``: ``LoopProcess.get``), keyed
+    ``name`` or ``name{label=value}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, text = get("/metrics")
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name.startswith("conductor_fleet_"):
+                labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k != "le")
+                if "le" not in s.labels:
+                    out[f"{s.name}{{{labels}}}" if labels else s.name] = float(s.value)
+    return out

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from fleethand import HandWorker
-from fleetrig import Worker, filed_count, porch_runs, sleepy_porch, start_workers, write_waves
+from fleetrig import Worker, filed_count, porch_runs, scrape, sleepy_porch, start_workers, write_waves
 from loopproc import LoopProcess, wait_for
 from natsserver import NatsServer
 
@@ -98,6 +98,12 @@ def test_chaos_every_intent_filed_once_packages_latest_double_runs_only_when_dis
             hand.close()
         for target, replicas in latest.items():
             assert (out / "default" / f"{target}-scaling" / "Kptfile").read_text() == f"replicas: {replicas}\n"
+        m = scrape(loop.get)  # the restarted ingest's figures, by a real scrape
+        assert m["conductor_fleet_inflight"] == 0 and m["conductor_fleet_broker_up"] == 1
+        accepted = sum(v for k, v in m.items() if k.startswith("conductor_fleet_results_total{")
+                       and "malformed" not in k)
+        assert m["conductor_fleet_roundtrip_seconds_count"] == accepted > 0
+        assert m["conductor_fleet_results_total{outcome=refused}"] == 0
         runs = porch_runs(runs_log)
         twice = [n for n, c in Counter(r["intent"] for r in runs).items() if c > 1]
         for name in twice:
@@ -106,7 +112,8 @@ def test_chaos_every_intent_filed_once_packages_latest_double_runs_only_when_dis
                             for r in mine)
             assert explained, (name, mine)
         assert {r["intent"] for r in runs} == set(names)
-        print(f"\nchaos: {len(runs)} porch runs for 200 intents; {len(twice)} intents ran more than once")
+        print(f"\nchaos: {len(runs)} porch runs for 200 intents; {len(twice)} intents ran more than once; "
+              f"after the ingest's restart: {m}")
     finally:
         loop.close()
         for w in workers:
