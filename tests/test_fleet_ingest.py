@@ -229,14 +229,20 @@ def test_after_a_kill_the_restarted_ingest_republishes_the_same_task_and_accepts
         with fleet_loop(nats, handoff, out) as first:
             write_intent(handoff, "intent-k.json")
             task, msg = hand.take()
+            write_intent(handoff, "intent-k2.json")
+            task2, msg2 = hand.take()
             first.signal(signal.SIGKILL)
             first.proc.wait(10)
+        hand.answer(task2, msg2, archive=package_archive(tmp_path, 2)[0], files=1)  # waits for the next run
         with fleet_loop(nats, handoff, out) as second:
             second.wait_event("fleet.adopted", count=1)
-            assert hand.messages(hand.names.task_stream) == 1  # the republish was a duplicate
             hand.answer(task, msg, archive=package_archive(tmp_path, 3)[0], files=1)
-            wait_for(lambda: filed(handoff, "intent-k.json"), what="filed by the second run")
+            wait_for(lambda: filed(handoff, "intent-k.json") and filed(handoff, "intent-k2.json"),
+                     what="both filed by the second run")
             assert status(handoff, "intent-k.json")["fleet_task"] == task.task_id
+            assert status(handoff, "intent-k2.json")["fleet_task"] == task2.task_id
+            assert counter(second, "conductor_fleet_duplicate_results_total") == 0
+            assert hand.messages(hand.names.task_stream) == 0  # the republishes were broker duplicates
             assert second.stop() == 0
     finally:
         hand.close()

@@ -91,6 +91,7 @@ class FleetPool:
         self._stop_at: float | None = None
         self._file = os.path.join(layout.state_dir, INFLIGHT_FILE)
         self._adopt = fl.load(self._file)
+        self._unsent: list[fl.Flight] = []
 
     # -- the Pool surface ------------------------------------------------------------------------
     @property
@@ -104,7 +105,10 @@ class FleetPool:
         return len(self.flights)
 
     def start(self) -> None:
-        """Connect (waiting briefly: the loop starts whether the broker answers or not)."""
+        """Take back what an earlier run left out (before any result is pulled: their results count), then
+        connect (waiting briefly: the loop starts whether the broker answers or not)."""
+        self._unsent = self._adopt_left(self.queue) if self._adopt else []
+        self._save()
         self.bridge.start_and_wait(2.0)
         self._events()
         if not self.health.up:
@@ -112,10 +116,10 @@ class FleetPool:
         self.bridge.consume()
 
     def dispatch(self, queue: WorkQueue) -> None:
-        """Publish ready intents while there is room: first those an earlier run left in flight."""
+        """Publish ready intents while there is room (first those an earlier run left out)."""
         if self._stop_at is not None or not self.health.up:
             return
-        out = self._adopt_left(queue) if self._adopt else []
+        out, self._unsent = self._unsent, []
         while queue.has_ready() and (room := self.flights.room()) > 0:
             batch = queue.take_batch(self.flights.cap)
             if len(batch) > room:  # never more than --fleet-inflight out
