@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +55,21 @@ def counter(loop: LoopProcess, name: str, **labels: str) -> float:
             if s.name == name and s.labels == labels:
                 return float(s.value)
     raise AssertionError(f"{name}{labels} not scraped")
+
+
+def documented_fleet_metrics() -> set[str]:
+    root = Path(__file__).resolve().parent.parent
+    text = "".join((root / d).read_text() for d in ("README.md", "docs/operations.md", "docs/alerts.yml"))
+    return set(re.findall(r"\bconductor_fleet_[a-z_]*[a-z]", text))
+
+
+def served(loop: LoopProcess) -> set[str]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    names: set[str] = set()
+    for fam in text_string_to_metric_families(loop.get("/metrics")[1]):
+        names |= {fam.name, *(s.name for s in fam.samples)}
+    return names
 
 
 @pytest.fixture
@@ -107,6 +123,7 @@ def test_a_result_is_filed_with_its_package_and_a_late_duplicate_is_dropped(nats
             hand.publish_result(body, "r.again")  # the same result once more: late, dropped, counted
             wait_for(lambda: counter(loop, "conductor_fleet_duplicate_results_total") == 1, what="duplicate counted")
             assert counter(loop, "conductor_fleet_results_total", outcome="ok") == 1
+            assert documented_fleet_metrics() - served(loop) == set()
             assert counter(loop, "conductor_fleet_broker_up") == 1
             assert counter(loop, "conductor_fleet_inflight") == 0
             wait_for(lambda: hand.messages(hand.names.result_stream) == 0, what="results acked")
