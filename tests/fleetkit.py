@@ -88,6 +88,15 @@ def publish(url: str, *tasks: Task) -> None:
     _with(url, go)
 
 
+def publish_raw(url: str, body: bytes) -> None:
+    """Publish anything on the task subject (a hostile or broken publisher)."""
+
+    async def go(nc: Any) -> None:
+        await nc.jetstream().publish(NAMES.task_subject, body)
+
+    _with(url, go)
+
+
 def take_results(url: str, n: int, timeout: float = 20.0) -> list[Result]:
     """Wait for ``n`` results, ack them (as the ingest does once it decided), return them decoded."""
 

@@ -19,6 +19,7 @@ from fleetkit import (
     intent_task,
     marks,
     publish,
+    publish_raw,
     take_results,
     wait_for,
 )
@@ -75,6 +76,7 @@ def test_external_porch_gets_the_intent_argv_and_environment(
         good = intent_task("intent-s.json", attempt=2, mode="structured")
         bad = intent_task("intent-bad.json", bad_sha=True)
         publish(nats_server.url, good, bad)
+        publish_raw(nats_server.url, b"not a task")
         results = {r.task_id: r for r in take_results(nats_server.url, 2)}
         ok, refused = results[good.task_id], results[bad.task_id]
         assert ok.ok and ok.attempt == 2 and ok.exit_code == 0
@@ -88,7 +90,9 @@ def test_external_porch_gets_the_intent_argv_and_environment(
         assert "CONDUCTOR_WORKER=w-ext" in env
         assert not refused.ok and not refused.retryable and refused.message == SHA_MISMATCH
         assert refused.archive == b"" and refused.archive_info is None
-        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, "both tasks acked")
+        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, "both tasks acked, the junk terminated")
+        assert "not a task" not in worker.log.read_text()  # message bodies are never logged
+        assert worker.events("fleet.worker.bad_task")[0]["reason"].startswith("message has no metadata line")
     finally:
         worker.kill()
 

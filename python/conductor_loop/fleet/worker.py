@@ -14,6 +14,7 @@ import asyncio
 import os
 import signal
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import nats.errors
@@ -86,6 +87,7 @@ class WorkerHost:
     async def run(self) -> int:
         """Serve until stopped; the exit code (0)."""
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(self.cfg.slots + 1, thread_name_prefix="cl-slot"))
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop, signum)
         nc = await self._connect()
