@@ -14,7 +14,7 @@ import pytest
 from conductor_loop.config import ConfigError
 from conductor_loop.fleet.archive import unpack_checked
 from conductor_loop.fleet.protocol import make_task
-from conductor_loop.fleet.runner import SHA_MISMATCH, TaskRunner, kill_run
+from conductor_loop.fleet.runner import SHA_MISMATCH, TaskRunner, kill_run, reap_leftovers
 from conductor_loop.fleet.workerconfig import resolve
 from fleetkit import fake_porch, intent_task
 
@@ -109,3 +109,22 @@ def test_worker_command_exits_2_on_a_bad_option() -> None:
         timeout=30,
     )
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "nats://" in done.stderr
+
+
+def test_a_killed_workers_leftovers_are_reaped(tmp_path: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (tmp_path / f"cl-task-{gone.pid}-abc" / "out").mkdir(parents=True)
+    (tmp_path / f"cl-task-{os.getpid()}-mine").mkdir()  # a live worker's: kept
+    (tmp_path / "cl-task-x").mkdir()  # not ours: kept
+    env = {"PATH": os.environ["PATH"], "CONDUCTOR_LOOP": f"fleet-{'0' * 32}-1-{gone.pid}"}
+    orphan = subprocess.Popen(["sleep", "30"], env=env)
+    live = subprocess.Popen(["sleep", "30"], env={**env, "CONDUCTOR_LOOP": f"fleet-{'0' * 32}-1-{os.getpid()}"})
+    try:
+        time.sleep(0.1)  # exec'd, so /proc/PID/environ is sleep's
+        assert reap_leftovers(str(tmp_path)) == (1, 1)
+        assert orphan.wait(timeout=5) == -9 and live.poll() is None
+        assert sorted(p.name for p in tmp_path.iterdir()) == [f"cl-task-{os.getpid()}-mine", "cl-task-x"]
+    finally:
+        orphan.kill()
+        live.kill()

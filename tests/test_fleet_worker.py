@@ -145,7 +145,7 @@ def test_a_worker_stopped_past_its_lease_fences_itself_and_another_worker_gets_t
     ensure_fleet(nats_server.url, lease=1.0)
     porch, log = fake_porch(tmp_path), tmp_path / "marks"
     env = {"CONDUCTOR_TEST_SLEEP": "3", "CONDUCTOR_TEST_MARKS": str(log)}
-    a = Worker(tmp_path, nats_server.url, "w-a", "--porch", str(porch), env=env)
+    a = Worker(tmp_path, nats_server.url, "w-a", "--porch", str(porch), "--metrics-addr", "127.0.0.1:0", env=env)
     b = None
     try:
         task = intent_task()
@@ -165,6 +165,8 @@ def test_a_worker_stopped_past_its_lease_fences_itself_and_another_worker_gets_t
         assert take_results(nats_server.url, 1, timeout=0.5) == []  # w-a published nothing
         ends = [m for m in marks(log) if m[0] == "end"]
         assert first[2] not in {m[2] for m in ends}  # w-a's porch was killed before it finished
+        m = _scrape(a.metrics_url())
+        assert m["conductor_worker_leases_lost_total"] == 1 and m['conductor_worker_tasks_total{outcome="lost"}'] == 1
     finally:
         a.kill()
         if b is not None:

@@ -28,7 +28,7 @@ from conductor_loop.clock import rfc3339
 from conductor_loop.fleet import broker
 from conductor_loop.fleet.delivery import Context, handle
 from conductor_loop.fleet.protocol import TASK_CONSUMER, FleetNames, WorkerBeat, encode_beat
-from conductor_loop.fleet.runner import TaskRunner
+from conductor_loop.fleet.runner import TaskRunner, reap_leftovers
 from conductor_loop.fleet.workermetrics import WorkerHealth, WorkerMetrics
 from conductor_loop.logs import log_event
 
@@ -91,6 +91,9 @@ class WorkerHost:
         loop.set_default_executor(ThreadPoolExecutor(self.cfg.slots + 1, thread_name_prefix="cl-slot"))
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop, signum)
+        dirs, procs = await asyncio.to_thread(reap_leftovers, self.cfg.tmp_dir)
+        if dirs or procs:
+            log_event("fleet.worker.reaped", level=30, worker=self.worker_id, dirs=dirs, count=procs)
         nc = await self._connect()
         if nc is None:
             return self._stopped(0)
