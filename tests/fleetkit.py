@@ -28,6 +28,7 @@ from conductor_loop.fleet.protocol import (
     encode_task,
     make_task,
 )
+from conductor_loop.fleet.runner import reap_leftovers
 from conftest import REPO, intent_body
 
 T = TypeVar("T")
@@ -224,11 +225,12 @@ class Worker:
         return self.proc.wait(timeout=timeout)
 
     def kill(self) -> None:
-        """SIGKILL (after SIGCONT, in case it was stopped) and reap."""
+        """SIGKILL (after SIGCONT, in case it was stopped) and reap; then kill the porches it left."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()
         self.proc.wait()
+        reap_leftovers(None)
 
 
 def wait_for(fn: Callable[[], T | None], timeout: float, what: str) -> T:

@@ -122,7 +122,8 @@ def test_a_killed_workers_leftovers_are_reaped(tmp_path: Path) -> None:
     live = subprocess.Popen(["sleep", "30"], env={**env, "CONDUCTOR_LOOP": f"fleet-{'0' * 32}-1-{os.getpid()}"})
     try:
         time.sleep(0.1)  # exec'd, so /proc/PID/environ is sleep's
-        assert reap_leftovers(str(tmp_path)) == (1, 1)
+        dirs, procs = reap_leftovers(str(tmp_path))
+        assert dirs == 1 and procs >= 1  # other tests' killed workers may have left porches too
         assert orphan.wait(timeout=5) == -9 and live.poll() is None
         assert sorted(p.name for p in tmp_path.iterdir()) == [f"cl-task-{os.getpid()}-mine", "cl-task-x"]
     finally:
