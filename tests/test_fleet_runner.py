@@ -51,6 +51,11 @@ def test_refusals_are_final_and_carry_no_package(tmp_path: Path) -> None:
     assert too_big.result.archive == b"" and not too_big.result.retryable
 
 
+def test_a_worker_disk_problem_is_a_retryable_failure(tmp_path: Path) -> None:
+    ran = TaskRunner("builtin", "w", 5.0, str(tmp_path / "missing")).run(intent_task(), 1, "t")
+    assert ran.outcome == "failed" and ran.result.retryable and "could not prepare the task" in ran.result.message
+
+
 def test_porch_failure_is_reported_with_its_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONDUCTOR_TEST_EXIT", "3")
     ran = TaskRunner(str(fake_porch(tmp_path)), "w", 5.0, str(tmp_path)).run(intent_task(), 2, "t")

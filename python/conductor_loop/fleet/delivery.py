@@ -144,6 +144,7 @@ async def _deliver(ctx: Context, msg: Msg, lease: Lease, task: Task, result: Res
     js = ctx.nc.jetstream()
     headers = {MSG_ID_HEADER: result_msg_id(task.task_id, result.delivery)}
     body = encode_result(result)
+    told = False
     while True:
         if lease.lost():
             return False
@@ -155,7 +156,11 @@ async def _deliver(ctx: Context, msg: Msg, lease: Lease, task: Task, result: Res
             break
         except APIError as exc:  # refused by the stream (too large, full): say so in a small failure result
             reason = str(exc.description or exc)
-            log_event("fleet.worker.publish_failed", level=30, intent=task.name, worker=ctx.worker_id, reason=reason)
+            if not told:
+                log_event(
+                    "fleet.worker.publish_failed", level=30, intent=task.name, worker=ctx.worker_id, reason=reason
+                )
+                told = True
             if result.archive:
                 result = _unstorable(result, reason)
                 body = encode_result(result)

@@ -15,7 +15,7 @@ import shutil
 import signal
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from conductor_loop.clock import rfc3339
@@ -142,8 +142,14 @@ class TaskRunner:
         except ValidationError as exc:
             message = f"invalid intent: {exc.reason}"
             return Ran(_refused(task, delivery, self.worker_id, message, started, t0), "rejected")
-        with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=self.tmp_dir) as tmp:
-            res, info, data, outcome = self._execute(task, intent, tmp, tag)
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=self.tmp_dir) as tmp:
+                res, info, data, outcome = self._execute(task, intent, tmp, tag)
+        except OSError as exc:  # the worker's own disk (full, read-only): an environment failure, retried
+            where = exc.filename or self.tmp_dir or tempfile.gettempdir()
+            message = f"worker {self.worker_id} could not prepare the task ({where}): {exc.strerror or exc}"
+            refused = _refused(task, delivery, self.worker_id, message, started, t0)
+            return Ran(replace(refused, retryable=True), "failed")
         return Ran(_result(task, delivery, self.worker_id, res, started, info, data), outcome)
 
     def _execute(
