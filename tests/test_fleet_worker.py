@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from conductor_loop.fleet.archive import unpack_checked
+from conductor_loop.fleet.protocol import make_task
 from conductor_loop.fleet.runner import SHA_MISMATCH
 from fleetkit import (
     CAP,
@@ -218,3 +219,31 @@ def test_slots_run_at_once_and_a_busy_worker_prefetches_nothing(
         a.kill()
         if b is not None:
             b.kill()
+
+
+def test_a_result_the_stream_refuses_becomes_a_small_failure_result(
+    nats_server: NatsServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    ensure_fleet(nats_server.url)  # the results stream takes CAP + overhead
+    porch = fake_porch(tmp_path)
+    worker = Worker(tmp_path, nats_server.url, "w-big", "--porch", str(porch), env={"CONDUCTOR_TEST_BIG": str(2 * CAP)})
+    try:
+        t = intent_task()
+        big = make_task(
+            "/handoff/intent-a.json",
+            t.data,
+            sha256=t.sha256,
+            attempt=1,
+            mode="direct",
+            timeout=30,
+            max_result_bytes=8 * CAP,
+        )  # the task allows more than the stream does
+        publish(nats_server.url, big)
+        (result,) = take_results(nats_server.url, 1)
+        assert not result.ok and not result.retryable and result.archive == b""
+        assert result.message.startswith("the result could not be stored by the broker")
+        assert worker.events("fleet.worker.publish_failed")
+        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, "task acked")
+    finally:
+        worker.kill()

@@ -154,8 +154,8 @@ async def _deliver(ctx: Context, msg: Msg, lease: Lease, task: Task, result: Res
                 ctx.names.result_subject, body, timeout=max(0.05, min(2.0, lease.remaining())), headers=headers
             )
             break
-        except APIError as exc:  # refused by the stream (too large, full): say so in a small failure result
-            reason = str(exc.description or exc)
+        except (APIError, nats.errors.MaxPayloadError) as exc:  # too large, stream full: a small failure result
+            reason = str(getattr(exc, "description", None) or exc or "larger than the server's max_payload")
             if not told:
                 log_event(
                     "fleet.worker.publish_failed", level=30, intent=task.name, worker=ctx.worker_id, reason=reason
@@ -164,7 +164,7 @@ async def _deliver(ctx: Context, msg: Msg, lease: Lease, task: Task, result: Res
             if result.archive:
                 result = _unstorable(result, reason)
                 body = encode_result(result)
-            elif exc.code != 503:
+            elif getattr(exc, "code", None) != 503:
                 return False  # not even a small result is taken: the task is redelivered after the lease
         except (*_TRANSIENT, nats.errors.Error):
             pass
