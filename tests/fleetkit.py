@@ -138,7 +138,8 @@ def counts(url: str) -> dict[str, int]:
 
 
 FAKE_PORCH = """#!/bin/sh
-# A porch stand-in: records its argv and CONDUCTOR_* environment in the package, sleeps, marks start/end.
+# A porch stand-in: records its argv and CONDUCTOR_* environment in the package, sleeps, waits for a gate
+# file (when given), marks start/end.
 intent="$2"; out="$4"; name=$(basename "$intent")
 marks="${CONDUCTOR_TEST_MARKS:-/dev/null}"
 echo "start $name $$" >> "$marks"
@@ -148,6 +149,7 @@ echo "$@" > "$out/pkg/argv"
 env | grep '^CONDUCTOR_' | sort > "$out/pkg/env"
 [ -n "$CONDUCTOR_TEST_BIG" ] && head -c "$CONDUCTOR_TEST_BIG" /dev/urandom > "$out/pkg/big"
 sleep "${CONDUCTOR_TEST_SLEEP:-0}"
+if [ -n "$CONDUCTOR_TEST_GATE" ]; then while [ ! -e "$CONDUCTOR_TEST_GATE" ]; do sleep 0.05; done; fi
 echo "end $name $$" >> "$marks"
 exit "${CONDUCTOR_TEST_EXIT:-0}"
 """

@@ -102,13 +102,13 @@ def test_porch_slower_than_the_lease_keeps_it_with_heartbeats(
     nats_server: NatsServer,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    ensure_fleet(nats_server.url, lease=1.0)
+    ensure_fleet(nats_server.url, lease=2.0)
     porch = fake_porch(tmp_path)
-    worker = Worker(tmp_path, nats_server.url, "w-slow", "--porch", str(porch), env={"CONDUCTOR_TEST_SLEEP": "3"})
+    worker = Worker(tmp_path, nats_server.url, "w-slow", "--porch", str(porch), env={"CONDUCTOR_TEST_SLEEP": "4.5"})
     try:
         publish(nats_server.url, intent_task())
         (result,) = take_results(nats_server.url, 1)
-        assert result.ok and result.delivery == 1 and result.duration_ms >= 3000
+        assert result.ok and result.delivery == 1 and result.duration_ms >= 4500
         wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, "task acked")
         c = counts(nats_server.url)
         assert c["redelivered"] == 0 and c["delivered"] == 1 and c["results"] == 0
@@ -145,8 +145,9 @@ def test_a_worker_stopped_past_its_lease_fences_itself_and_another_worker_gets_t
 ) -> None:
     ensure_fleet(nats_server.url, lease=1.0)
     porch, log = fake_porch(tmp_path), tmp_path / "marks"
-    env = {"CONDUCTOR_TEST_SLEEP": "3", "CONDUCTOR_TEST_MARKS": str(log)}
-    a = Worker(tmp_path, nats_server.url, "w-a", "--porch", str(porch), "--metrics-addr", "127.0.0.1:0", env=env)
+    env = {"CONDUCTOR_TEST_MARKS": str(log)}
+    gated = {**env, "CONDUCTOR_TEST_GATE": str(tmp_path / "never")}  # w-a's porch runs until it is killed
+    a = Worker(tmp_path, nats_server.url, "w-a", "--porch", str(porch), "--metrics-addr", "127.0.0.1:0", env=gated)
     b = None
     try:
         task = intent_task()
@@ -202,9 +203,10 @@ def test_slots_run_at_once_and_a_busy_worker_prefetches_nothing(
     tmp_path: Path,
 ) -> None:
     ensure_fleet(nats_server.url, lease=2.0)
-    porch, log = fake_porch(tmp_path), tmp_path / "marks"
-    env = {"CONDUCTOR_TEST_SLEEP": "2", "CONDUCTOR_TEST_MARKS": str(log)}
-    a = Worker(tmp_path, nats_server.url, "w-2", "--porch", str(porch), "--slots", "2", env=env)
+    porch, log, gate = fake_porch(tmp_path), tmp_path / "marks", tmp_path / "gate"
+    env = {"CONDUCTOR_TEST_MARKS": str(log)}
+    gated = {**env, "CONDUCTOR_TEST_GATE": str(gate)}  # w-2's runs last until the test opens the gate
+    a = Worker(tmp_path, nats_server.url, "w-2", "--porch", str(porch), "--slots", "2", env=gated)
     b = None
     try:
         tasks = [intent_task(f"intent-{i}.json") for i in range(3)]
@@ -212,8 +214,11 @@ def test_slots_run_at_once_and_a_busy_worker_prefetches_nothing(
         wait_for(lambda: len(marks(log)) == 2, 20, "two runs at once on w-2")
         publish(nats_server.url, tasks[2])  # w-2 is full: it must not take it
         b = Worker(tmp_path, nats_server.url, "w-1", "--porch", str(porch), env=env)
-        by_task = {r.task_id: r.worker for r in take_results(nats_server.url, 3)}
-        assert by_task == {tasks[0].task_id: "w-2", tasks[1].task_id: "w-2", tasks[2].task_id: "w-1"}
+        (third,) = take_results(nats_server.url, 1)
+        assert (third.task_id, third.worker) == (tasks[2].task_id, "w-1")
+        gate.touch()
+        by_task = {r.task_id: r.worker for r in take_results(nats_server.url, 2)}
+        assert by_task == {tasks[0].task_id: "w-2", tasks[1].task_id: "w-2"}
         assert [m[0] for m in marks(log)[:2]] == ["start", "start"]
     finally:
         a.kill()
