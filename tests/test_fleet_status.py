@@ -25,7 +25,7 @@ def test_status_shows_streams_consumers_counts_and_workers(nats_server: NatsServ
     assert before.returncode == 0 and "not created yet" in json.loads(before.stdout)["problem"]
     ensure_fleet(nats_server.url, lease=2.0, max_deliver=4)
     porch, log = fake_porch(tmp_path), tmp_path / "marks"
-    env = {"CONDUCTOR_TEST_SLEEP": "3", "CONDUCTOR_TEST_MARKS": str(log)}
+    env = {"CONDUCTOR_TEST_GATE": str(tmp_path / "never"), "CONDUCTOR_TEST_MARKS": str(log)}  # busy until killed
     worker = Worker(tmp_path, nats_server.url, "w-st", "--porch", str(porch), "--slots", "2", env=env)
     try:
         publish(nats_server.url, *(intent_task(f"intent-{i}.json") for i in range(3)))
