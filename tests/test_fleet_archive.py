@@ -78,6 +78,13 @@ def test_pack_refuses_what_a_package_may_not_hold(tmp_path: Path, make: object, 
         pack(str(out), CAP)
 
 
+def test_pack_refuses_an_out_dir_replaced_by_a_symlink(tmp_path: Path) -> None:
+    _package(tmp_path / "elsewhere")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "out")
+    with pytest.raises(PackRefused, match="no longer a directory"):
+        pack(str(tmp_path / "out"), CAP)
+
+
 def test_pack_refuses_a_device(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()

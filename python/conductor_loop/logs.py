@@ -93,6 +93,7 @@ EVENTS: tuple[str, ...] = (
     "fleet.worker.publish_failed",
     "fleet.worker.stopping",
     "fleet.worker.stop",
+    "fleet.worker.reaped",
 )
 
 _LEVELS: dict[str, int] = {

@@ -66,9 +66,12 @@ class _CappedBuffer(io.RawIOBase):
 def pack(out_dir: str, max_bytes: int) -> Packed:
     """Pack the directories and regular files under ``out_dir`` (not ``out_dir`` itself).
 
-    Raises :class:`PackRefused` for a symlink, a hard-linked file, a device, FIFO or socket, more than
+    Raises :class:`PackRefused` for ``out_dir`` itself not a directory (a symlink), a symlink, a
+    hard-linked file, a device, FIFO or socket, more than
     :data:`MAX_MEMBERS` members, or contents or an archive larger than ``max_bytes``.
     """
+    if not stat.S_ISDIR(os.lstat(out_dir).st_mode):
+        raise PackRefused(f"{out_dir}: is no longer a directory (porch replaced its -out)")
     sink = _CappedBuffer(max_bytes)
     counts = [0, 0]  # files, content bytes
     with gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as gz:  # type: ignore[arg-type]

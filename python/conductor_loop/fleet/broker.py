@@ -76,9 +76,11 @@ async def connect(
     on_change: Callable[[bool], Awaitable[None]] | None = None,
     connect_timeout: float = 2.0,
     initial_timeout: float = 5.0,
+    reconnect: bool = True,
 ) -> NATS:
     """Connect to ``url`` (``nats://`` or ``tls://``; ``creds``: a NATS credentials file), reconnecting
-    forever afterwards. ``on_change(up)`` is awaited on each disconnect and reconnect.
+    forever afterwards (``reconnect=False``: fail at once instead, for one-shot commands).
+    ``on_change(up)`` is awaited on each disconnect and reconnect.
 
     Raises ``ValueError`` for a credentials file that cannot be used, ``ConnectionError`` when no server
     answered within ``initial_timeout`` seconds, or the client's error.
@@ -101,8 +103,8 @@ async def connect(
     connecting = nats.connect(
         servers=[url],
         name=name,
-        allow_reconnect=True,
-        max_reconnect_attempts=-1,
+        allow_reconnect=reconnect,
+        max_reconnect_attempts=-1 if reconnect else 1,
         reconnect_time_wait=0.25,
         connect_timeout=connect_timeout,  # type: ignore[arg-type]
         ping_interval=5,

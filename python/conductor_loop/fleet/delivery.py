@@ -144,6 +144,7 @@ async def _deliver(ctx: Context, msg: Msg, lease: Lease, task: Task, result: Res
     js = ctx.nc.jetstream()
     headers = {MSG_ID_HEADER: result_msg_id(task.task_id, result.delivery)}
     body = encode_result(result)
+    told = False
     while True:
         if lease.lost():
             return False
@@ -153,13 +154,17 @@ async def _deliver(ctx: Context, msg: Msg, lease: Lease, task: Task, result: Res
                 ctx.names.result_subject, body, timeout=max(0.05, min(2.0, lease.remaining())), headers=headers
             )
             break
-        except APIError as exc:  # refused by the stream (too large, full): say so in a small failure result
-            reason = str(exc.description or exc)
-            log_event("fleet.worker.publish_failed", level=30, intent=task.name, worker=ctx.worker_id, reason=reason)
+        except (APIError, nats.errors.MaxPayloadError) as exc:  # too large, stream full: a small failure result
+            reason = str(getattr(exc, "description", None) or exc or "larger than the server's max_payload")
+            if not told:
+                log_event(
+                    "fleet.worker.publish_failed", level=30, intent=task.name, worker=ctx.worker_id, reason=reason
+                )
+                told = True
             if result.archive:
                 result = _unstorable(result, reason)
                 body = encode_result(result)
-            elif exc.code != 503:
+            elif getattr(exc, "code", None) != 503:
                 return False  # not even a small result is taken: the task is redelivered after the lease
         except (*_TRANSIENT, nats.errors.Error):
             pass

@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from conductor_loop.clock import rfc3339
@@ -44,6 +45,56 @@ class _AsTheIngestSaid:
 def run_tag(task: Task, delivery: int) -> str:
     """The tag in the environment of porch (and its children) for one delivery of ``task`` on this host."""
     return f"fleet-{task.task_id}-{delivery}-{os.getpid()}"
+
+
+TEMP_PREFIX = "cl-task-"
+_TAG_PREFIX = f"{TAG_VAR}=fleet-".encode()
+
+
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def reap_leftovers(tmp_dir: str | None) -> tuple[int, int]:
+    """What a worker killed with SIGKILL left: its private task directories and its porch processes (tagged
+    ``fleet-…-<pid>`` for a pid that is gone). Removes and kills them; returns (directories, processes)."""
+    root = tmp_dir or tempfile.gettempdir()
+    dirs = 0
+    with contextlib.suppress(OSError), os.scandir(root) as it:
+        for entry in it:
+            owner = entry.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+            if entry.name.startswith(TEMP_PREFIX) and owner.isdigit() and _dead(int(owner)):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                dirs += 1
+    procs = 0
+    for pid in _orphans():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            procs += 1
+    return dirs, procs
+
+
+def _orphans() -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read().split(b"\0")
+        except OSError:
+            continue
+        for var in env:
+            owner = var.rsplit(b"-", 1)[-1]
+            if var.startswith(_TAG_PREFIX) and owner.isdigit() and _dead(int(owner)):
+                found.append(int(entry))
+    return found
 
 
 def kill_run(tag: str) -> int:
@@ -91,8 +142,14 @@ class TaskRunner:
         except ValidationError as exc:
             message = f"invalid intent: {exc.reason}"
             return Ran(_refused(task, delivery, self.worker_id, message, started, t0), "rejected")
-        with tempfile.TemporaryDirectory(prefix="cl-task-", dir=self.tmp_dir) as tmp:
-            res, info, data, outcome = self._execute(task, intent, tmp, tag)
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=self.tmp_dir) as tmp:
+                res, info, data, outcome = self._execute(task, intent, tmp, tag)
+        except OSError as exc:  # the worker's own disk (full, read-only): an environment failure, retried
+            where = exc.filename or self.tmp_dir or tempfile.gettempdir()
+            message = f"worker {self.worker_id} could not prepare the task ({where}): {exc.strerror or exc}"
+            refused = _refused(task, delivery, self.worker_id, message, started, t0)
+            return Ran(replace(refused, retryable=True), "failed")
         return Ran(_result(task, delivery, self.worker_id, res, started, info, data), outcome)
 
     def _execute(

@@ -21,7 +21,12 @@ async def gather(url: str, creds: str | None, fleet: str, *, timeout: float = 5.
     """The report as a JSON-ready dict; raises the client's error when the broker cannot be reached."""
     names = FleetNames(fleet)
     nc = await broker.connect(
-        url, creds, name="conductor-loop fleet status", connect_timeout=timeout, initial_timeout=timeout
+        url,
+        creds,
+        name="conductor-loop fleet status",
+        connect_timeout=timeout,
+        initial_timeout=timeout,
+        reconnect=False,
     )
     try:
         js = nc.jetstream(timeout=timeout)

@@ -14,6 +14,7 @@ import asyncio
 import os
 import signal
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import nats.errors
@@ -27,7 +28,7 @@ from conductor_loop.clock import rfc3339
 from conductor_loop.fleet import broker
 from conductor_loop.fleet.delivery import Context, handle
 from conductor_loop.fleet.protocol import TASK_CONSUMER, FleetNames, WorkerBeat, encode_beat
-from conductor_loop.fleet.runner import TaskRunner
+from conductor_loop.fleet.runner import TaskRunner, reap_leftovers
 from conductor_loop.fleet.workermetrics import WorkerHealth, WorkerMetrics
 from conductor_loop.logs import log_event
 
@@ -69,6 +70,7 @@ class WorkerHost:
         self.busy = 0
         self.started_at = rfc3339()
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._rebuild = False
         self._stop = asyncio.Event()
         self._up = False
         self._closing = False
@@ -86,21 +88,26 @@ class WorkerHost:
     async def run(self) -> int:
         """Serve until stopped; the exit code (0)."""
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(self.cfg.slots + 1, thread_name_prefix="cl-slot"))
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop, signum)
+        dirs, procs = await asyncio.to_thread(reap_leftovers, self.cfg.tmp_dir)
+        if dirs or procs:
+            log_event("fleet.worker.reaped", level=30, worker=self.worker_id, dirs=dirs, count=procs)
         nc = await self._connect()
         if nc is None:
             return self._stopped(0)
         try:
             if not await self._await_fleet(nc):
                 return self._stopped(0)
-            kv = await nc.jetstream().key_value(self.names.workers_bucket)
+            kv = await self._bucket(nc)
             beats = asyncio.ensure_future(self._beat_loop(nc, kv))
             try:
                 await self._pull_loop(nc)
             finally:
                 beats.cancel()
-                await _ignore_errors(kv.delete(self.worker_id))
+                if kv is not None:
+                    await _ignore_errors(kv.delete(self.worker_id))
         finally:
             self._closing = True
             await _ignore_errors(nc.close())
@@ -116,7 +123,7 @@ class WorkerHost:
         self._up = up
         self.metrics.broker_up.set(1 if up else 0)
         if up:
-            self._sub = None  # rebuild the pull subscription after a server restart
+            self._rebuild = True  # the pull subscription is made again after a server restart (nats.py#504)
             log_event("fleet.worker.broker_up", worker=self.worker_id, broker=self.cfg.broker)
             if not self._stop.is_set():
                 self.health.set_ready(None)
@@ -230,25 +237,39 @@ class WorkerHost:
     async def _pull(self, nc: NATS) -> Msg | None:
         """One task, or None after :data:`FETCH_WAIT` s without one (or after an error: rebuilt next time)."""
         try:
+            if self._rebuild:
+                await self._drop_sub()
             if self._sub is None:
                 self._sub = await nc.jetstream().pull_subscribe_bind(TASK_CONSUMER, stream=self.names.task_stream)
             return (await self._sub.fetch(1, timeout=FETCH_WAIT))[0]
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             return None
         except (APIError, nats.errors.Error, OSError):
-            sub, self._sub = self._sub, None
-            if sub is not None:
-                await _ignore_errors(sub.unsubscribe())
+            await self._drop_sub()
             await self._sleep(RETRY_S)
             return None
 
-    async def _beat_loop(self, nc: NATS, kv: KeyValue) -> None:
+    async def _drop_sub(self) -> None:
+        sub, self._sub, self._rebuild = self._sub, None, False
+        if sub is not None:
+            await _ignore_errors(sub.unsubscribe())
+
+    async def _bucket(self, nc: NATS) -> KeyValue | None:
+        """The workers bucket (the ingest makes it with the streams); None if it cannot be had now."""
+        try:
+            return await nc.jetstream().key_value(self.names.workers_bucket)
+        except (APIError, nats.errors.Error, asyncio.TimeoutError):
+            return None
+
+    async def _beat_loop(self, nc: NATS, kv: KeyValue | None) -> None:
         """Put this worker's heartbeat every lease/3; re-read the lease (the ingest may have changed it)."""
         host = socket.gethostname()
         while True:
             self.health.tick()
             beat = WorkerBeat(self.worker_id, host, os.getpid(), self.cfg.slots, self.busy, self.started_at, rfc3339())
-            await _ignore_errors(kv.put(self.worker_id, encode_beat(beat)))
+            kv = kv or await self._bucket(nc)
+            if kv is not None:
+                await _ignore_errors(kv.put(self.worker_id, encode_beat(beat)))
             try:
                 info = await broker.fleet_info(nc.jetstream(), self.names)
             except (APIError, nats.errors.Error, asyncio.TimeoutError):
