@@ -1,7 +1,8 @@
 """Fleet mode scales out: throughput with N = 1, 2 and 4 workers (issue 11's scaling benchmark).
 
 A real nats-server and ``run --executor fleet`` on loopback, N ``conductor-loop worker`` processes with one
-slot each and a porch that sleeps 100 ms (tests/fleetrig.py). Each measurement writes ``BATCH`` intents at
+slot each and a porch that sleeps 100 ms (a shell script, so an interpreter's start-up does not eat the two
+cores the workers share; it writes a one-file package). Each measurement writes ``BATCH`` intents at
 once into the watched handoff and times until the last is filed; rounds are interleaved (1, 2, 4, 1, 2, 4 …)
 and the best of each N is kept. The figure for N is ``throughput(N) / N`` beside the baseline
 ``throughput(1)``, measured in the same run: the ratio is the scaling efficiency
@@ -22,14 +23,30 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fleetrig import filed_count, sleepy_porch, start_workers
+from fleetrig import filed_count, start_workers
 from loopproc import LoopProcess, wait_for
 from natsserver import NatsServer
 
 NS = (1, 2, 4)
 ROUNDS = 2
 BATCH = 60
-PORCH_SLEEP = 0.1
+
+
+PORCH = """#!/bin/sh
+while [ $# -gt 0 ]; do case "$1" in -intent) i=$2; shift;; -out) o=$2; shift;; esac; shift; done
+sleep 0.1
+d="$o/bench/$(basename "$i" .json)-scaling"
+mkdir -p "$d" && cp "$i" "$d/intent.json"
+"""
+
+
+def shell_porch(directory: Path) -> Path:
+    """The porch of this benchmark."""
+    directory.mkdir(parents=True, exist_ok=True)
+    porch = directory / "porch.sh"
+    porch.write_text(PORCH)
+    porch.chmod(0o755)
+    return porch
 
 
 class Rig:
@@ -40,7 +57,7 @@ class Rig:
         self.handoff, self.out = base / "handoff", base / "out"
         self.handoff.mkdir()
         self.out.mkdir()
-        self.porch, _log = sleepy_porch(base / "porch", PORCH_SLEEP)
+        self.porch = shell_porch(base / "porch")
         self.nats = NatsServer(base / "nats").start()
         self.loop = LoopProcess(self.handoff, self.out, "--executor", "fleet", "--broker", self.nats.url,
                                 "--debounce", "20ms", "--fleet-inflight", "32", "--max-file-size", "64KiB")
