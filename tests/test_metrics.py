@@ -19,6 +19,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from conductor_loop.fleet.ingestmetrics import FleetMetrics
 from conductor_loop.metrics import Health, Metrics
 from conductor_loop.metricserver import MetricsServer, parse_addr
 from needs import need_tool
@@ -391,7 +392,9 @@ def test_alert_rules_yaml() -> None:
     ):
         assert metric in text, metric
     # Every metric the rules use is one this module exports (or a standard one).
-    exported = Metrics().render().decode()
+    metrics = Metrics()
+    FleetMetrics(metrics.registry)  # fleet mode's, on the same registry
+    exported = metrics.render().decode()
     for token in text.replace("(", " ").replace(")", " ").replace("{", " ").replace("[", " ").split():
         if token.startswith("conductor_"):
             base = token.split("{")[0]
@@ -544,7 +547,19 @@ tests:
         values: '2x40'
       - series: 'conductor_workers_busy{{job="conductor-loop",instance="a"}}'
         values: '2x40'
+      - series: 'conductor_fleet_broker_up{{job="conductor-loop",instance="a"}}'
+        values: '1 1 0 0 0 0'
+      - series: 'conductor_fleet_max_deliveries_total{{job="conductor-loop",instance="a"}}'
+        values: '0 0 1 1 1 1'
     alert_rule_test:
+      - eval_time: 5m
+        alertname: ConductorFleetBrokerDown
+        exp_alerts:
+          - exp_labels: {{severity: critical, instance: a}}
+      - eval_time: 3m
+        alertname: ConductorFleetMaxDeliveries
+        exp_alerts:
+          - exp_labels: {{severity: warning, instance: a}}
       - eval_time: 5m
         alertname: ConductorWatcherLost
         exp_alerts:

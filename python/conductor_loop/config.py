@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from conductor_loop.fleet.options import check_fleet_options
 from conductor_loop.intent_schema import BUILTIN, IntentSchema, load_schema
 from conductor_loop.units import (
     MiB,
@@ -112,6 +113,13 @@ class RunConfig:
     dry_run: bool = False
     watch: str = "auto"
     poll_interval: float = 1.0
+    executor: str = "local"
+    broker: str | None = None
+    broker_creds: str | None = None
+    fleet: str = "default"
+    fleet_inflight: int = 64
+    fleet_lease: float = 30.0
+    fleet_max_deliver: int = 3
     config: str | None = None
 
 
@@ -192,6 +200,13 @@ FIELDS: dict[str, Field] = {
         Field("dry_run", parse_bool, _render_plain, "list what would run, change nothing"),
         Field("watch", choice("auto", "inotify", "poll"), _render_plain, "auto, inotify or poll"),
         Field("poll_interval", to_duration, _render_duration, "how often poll mode lists the handoff"),
+        Field("executor", choice("local", "fleet"), _render_plain, "local (worker processes) or fleet (NATS)"),
+        Field("broker", to_optional_str, _render_plain, "fleet: NATS URL (nats://HOST:4222 or tls://…)"),
+        Field("broker_creds", to_optional_str, _render_plain, "fleet: NATS credentials file"),
+        Field("fleet", to_str, _render_plain, "fleet: its name (streams CL_<NAME>_*)"),
+        Field("fleet_inflight", to_int, _render_plain, "fleet: most tasks out at once"),
+        Field("fleet_lease", to_duration, _render_duration, "fleet: a worker's lease on a task"),
+        Field("fleet_max_deliver", to_int, _render_plain, "fleet: deliveries of a task before it fails"),
         Field("config", to_optional_str, _render_plain, "TOML config file"),
     )
 }
@@ -364,6 +379,7 @@ def _validate(cfg: RunConfig, sources: Mapping[str, str]) -> None:
     for name in ("handoff", "out", "porch"):
         if not getattr(cfg, name).strip():
             raise fail(name, "must not be empty")
+    check_fleet_options(cfg, fail)
 
 
 def resolve(

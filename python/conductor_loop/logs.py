@@ -78,6 +78,23 @@ EVENTS: tuple[str, ...] = (
     "watcher.restored",
     "intake.paused",
     "intake.resumed",
+    "fleet.broker",
+    "fleet.broker_unreachable",
+    "fleet.publish_failed",
+    "fleet.republished",
+    "fleet.adopted",
+    "fleet.result_dropped",
+    "fleet.worker.start",
+    "fleet.worker.waiting",
+    "fleet.worker.broker_down",
+    "fleet.worker.broker_up",
+    "fleet.worker.task",
+    "fleet.worker.bad_task",
+    "fleet.worker.lease_lost",
+    "fleet.worker.publish_failed",
+    "fleet.worker.stopping",
+    "fleet.worker.stop",
+    "fleet.worker.reaped",
 )
 
 _LEVELS: dict[str, int] = {

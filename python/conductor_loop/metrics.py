@@ -201,6 +201,7 @@ class Health:
         self._writable_reason = "handoff directory not checked yet"
         self._stopping = False
         self._storage_reason: str | None = None  # set while intake is paused for a storage fault
+        self._broker_reason: str | None = None  # fleet mode: set while the broker is unreachable too long
 
     @property
     def live_timeout(self) -> float:
@@ -235,6 +236,11 @@ class Health:
         with self._lock:
             self._storage_reason = None if ok else (reason or "storage fault")
 
+    def set_broker(self, ok: bool, reason: str = "") -> None:
+        """Fleet mode: record whether the broker is usable (not ready once it was unreachable for a lease)."""
+        with self._lock:
+            self._broker_reason = None if ok else (reason or "broker unreachable")
+
     def set_stopping(self, flag: bool) -> None:
         """Record that the loop is shutting down (no longer takes new intents)."""
         with self._lock:
@@ -259,6 +265,7 @@ class Health:
             watcher, watcher_reason = self._watcher, self._watcher_reason
             writable, writable_reason = self._writable, self._writable_reason
             reconciling, stopping, storage = self._reconciling, self._stopping, self._storage_reason
+            broker = self._broker_reason
         if stopping:
             return False, "stopping"
         if watcher is not True:
@@ -269,6 +276,8 @@ class Health:
             return False, writable_reason
         if storage is not None:
             return False, f"intake paused: {storage}"
+        if broker is not None:
+            return False, broker
         return True, "ok"
 
     def livez(self) -> tuple[bool, str]:

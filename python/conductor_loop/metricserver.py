@@ -19,13 +19,35 @@ import logging
 import socket
 import socketserver
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.exposition import gzip_accepted
 
-from conductor_loop.metrics import Health, Metrics
+__all__ = ["CLIENT_TIMEOUT_S", "HealthSource", "MetricsServer", "MetricsSource", "parse_addr"]
 
-__all__ = ["CLIENT_TIMEOUT_S", "MetricsServer", "parse_addr"]
+
+class MetricsSource(Protocol):
+    """What ``/metrics`` serves (:class:`conductor_loop.metrics.Metrics`, or a worker host's metrics)."""
+
+    def encode(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The body in the format ``accept`` asks for, and its content type."""
+        ...
+
+
+class HealthSource(Protocol):
+    """What the probes answer (:class:`conductor_loop.metrics.Health`, or a worker host's health)."""
+
+    def healthz(self) -> tuple[bool, str]:
+        """``/healthz``: ok, and the reason when not."""
+        ...
+
+    def readyz(self) -> tuple[bool, str]:
+        """``/readyz``: ok, and the reason when not."""
+        ...
+
+    def livez(self) -> tuple[bool, str]:
+        """``/livez``: ok, and the reason when not."""
+        ...
 
 #: Seconds a connection may stay silent before the server drops it.
 CLIENT_TIMEOUT_S = 5.0
@@ -83,7 +105,9 @@ class _Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, host: str, port: int, metrics: Metrics, health: Health, client_timeout: float) -> None:
+    def __init__(
+        self, host: str, port: int, metrics: MetricsSource, health: HealthSource, client_timeout: float
+    ) -> None:
         self.client_timeout = client_timeout
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         if not infos:  # pragma: no cover - getaddrinfo raises instead
@@ -162,7 +186,7 @@ class MetricsServer:
     """Serves ``/metrics``, ``/healthz``, ``/readyz`` and ``/livez`` on a background thread."""
 
     def __init__(
-        self, addr: str, metrics: Metrics, health: Health, *, client_timeout: float = CLIENT_TIMEOUT_S
+        self, addr: str, metrics: MetricsSource, health: HealthSource, *, client_timeout: float = CLIENT_TIMEOUT_S
     ) -> None:
         """``addr`` as for :func:`parse_addr` (checked here, so a bad address fails early).
 

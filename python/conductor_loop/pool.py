@@ -21,9 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conductor_loop.records import ABORT_SIGNAL, WorkItem, WorkResult
+
+if TYPE_CHECKING:
+    from conductor_loop.workqueue import WorkQueue
 
 #: Heartbeat slots (one per concurrently live worker).
 MAX_SLOTS = 256
@@ -153,6 +156,17 @@ class Pool:
         """No intent is ready: the workers idle now wait for lack of work, not for the loop."""
         for w in self.workers.values():
             w.idle_from = None
+
+    def dispatch(self, queue: WorkQueue) -> None:
+        """Hand ready intents to workers with room, in batches (the queue's :class:`BatchPolicy` sizes them)."""
+        while queue.has_ready():
+            workers = [w for w in self.idle_workers() if len(w.inflight) < queue.per_worker()]
+            if not workers:
+                break
+            batch = queue.take_batch(self.size)
+            if batch and not self.send(workers[0], batch):
+                queue.unsend(batch)
+                break
 
     def wait_objects(self) -> list[Any]:
         """Connections and sentinels to include in ``multiprocessing.connection.wait``."""

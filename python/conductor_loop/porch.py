@@ -308,6 +308,12 @@ def generate_package(
     return final
 
 
+def install_dir(tmp: str, final: str) -> None:
+    """Put the complete directory (or file) ``tmp`` at ``final`` by rename, never half-visible (fleet mode's
+    ingest installs the packages it receives this way too)."""
+    _install(tmp, final)
+
+
 def _install(tmp: str, final: str) -> None:
     """Put the complete directory ``tmp`` at ``final``: rename, or swap with the old one and remove it."""
     for _ in range(100):

@@ -95,7 +95,10 @@ class Results:
         final: list[WorkResult] = []
         for r in done:
             if r.outcome in (Outcome.VANISHED, Outcome.RETURNED):  # nothing written: stays in the handoff
+                again = r.path in self.queue.changed  # written meanwhile: offered again now
                 self.queue.done(r.path)
+                if again:
+                    self.feed.offer([r.path], settled=True)
             elif r.outcome is Outcome.RETRY:
                 self._fault(r.fault)
                 item, delay = self.queue.retry_later(r.path, r.attempt)

@@ -28,7 +28,8 @@ from typing import Any
 
 from conductor_loop import leftovers
 from conductor_loop.config import RunConfig
-from conductor_loop.executor import Executor, load_executor
+from conductor_loop.executor import Executor
+from conductor_loop.executors import executor_side, recover_out
 from conductor_loop.faults import fatal_at_start
 from conductor_loop.feed import Feed
 from conductor_loop.handoff import HandoffHold
@@ -49,7 +50,6 @@ from conductor_loop.state import StateStore
 from conductor_loop.storage import StorageGuard
 from conductor_loop.telemetry import Figures, HandoffChecked, Phase, StateOpened, Swept, Telemetry, WatchNews
 from conductor_loop.watch import WatchSource, choose_backend
-from conductor_loop.worker import worker_main
 from conductor_loop.workqueue import WorkQueue
 
 __all__ = ["FatalError", "LockHeld", "RunSummary", "Supervisor"]
@@ -149,8 +149,8 @@ class Supervisor:
         self.watch = self.feed.watch = WatchSource(self.layout, self._debounce_ms(), backend, self.cfg.poll_interval)
         self.telemetry.emit(WatchNews(alive=True, reason="watching"))
         private_tempdir(self.layout)
-        self.pool = Pool(self._settings(), worker_main, start_method=self.start_method)
-        self.staff = Staff(self.pool, self.telemetry, worker_bounds(self.cfg))
+        self.pool, self.staff = executor_side(self.cfg, self._settings(), self.layout, self.telemetry, self.queue,
+                                              self.start_method)
         backlog = self.recover()
         self.recorder = Recorder(self.layout, self.out)
         self.recorder.start_and_wait()
@@ -168,10 +168,7 @@ class Supervisor:
         reaped = leftovers.reap(self.layout)  # no worker of ours runs yet: any tagged process is a leftover
         if reaped:
             self.telemetry.note("porch.reaped", level=30, count=reaped, reason="left by an earlier run")
-        executor = self.executor or load_executor(self.cfg.porch, self.cfg.mode)
-        hook = getattr(executor, "recover", None)
-        if callable(hook):
-            hook(self.out, self.cfg.timeout + 60.0)
+        recover_out(self.cfg, self.executor, self.out)
         recovery = Recovery(self.layout, self.state, self.cfg.max_file_size)
         recovered = recovery.run(self.feed.scan())
         for note in recovery.notes:
@@ -238,14 +235,7 @@ class Supervisor:
         assert self.pool is not None
         if not self._stopping and not self.storage.paused:
             self.queue.release_due()
-            while self.queue.has_ready():
-                workers = [w for w in self.pool.idle_workers() if len(w.inflight) < self.queue.per_worker()]
-                if not workers:
-                    break
-                batch = self.queue.take_batch(self.pool.size)
-                if batch and not self.pool.send(workers[0], batch):
-                    self.queue.unsend(batch)
-                    break
+            self.pool.dispatch(self.queue)
         if not self.queue.has_ready():
             self.pool.nothing_ready()
         self.telemetry.emit(self._figures())

@@ -15,6 +15,7 @@ import select
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -26,6 +27,17 @@ from conductor_loop.layout import Layout, duplicate_message
 from conductor_loop.leftovers import porch_env
 from conductor_loop.records import ABORT_SIGNAL, Outcome, WorkerSettings, WorkItem, WorkResult
 from conductor_loop.validate import Intent, ValidationError, read_intent
+
+
+@dataclass(slots=True)
+class Prepared:
+    """An intent read, hashed, validated and deduped: ``request`` for porch (with ``content``, the bytes
+    hashed), or ``None`` when ``result`` is decided already."""
+
+    result: WorkResult
+    request: ExecRequest | None
+    t0: float
+    content: bytes = b""
 
 
 class IntentProcessor:
@@ -42,25 +54,34 @@ class IntentProcessor:
 
     def process(self, item: WorkItem) -> WorkResult:
         """Process one intent and write its status file (for final outcomes)."""
+        prep = self.prepare(item)
+        if prep.request is None:
+            return prep.result
+        self.executed(prep.result, item, self.executor.execute(prep.request))
+        return self.finish(prep.result, prep.t0)
+
+    def prepare(self, item: WorkItem) -> Prepared:
+        """Read once, hash, validate, dedupe: the request for porch, or (``request`` None) a result decided
+        already (vanished before it was read; invalid, or a duplicate, its status written)."""
         t0 = time.monotonic()
         path = item.path
         res = WorkResult(path=path, outcome=Outcome.VANISHED, message="", attempt=item.attempt, worker=self.worker_id,
                          first_started=item.first_started or t0, attempt_log=list(item.earlier or ()))
         try:
-            sha, size, intent = self._read(res)
+            sha, size, content, intent = self._read(res)
         except FileNotFoundError:
             res.message = "vanished before it was read"
-            return res
+            return Prepared(res, None, t0)
         except ValidationError as exc:
             res.sha256, res.size = exc.sha256, exc.size
             res.outcome, res.message = Outcome.FAILED, f"invalid intent: {exc.reason}"
             res.detail = res.message
-            return self._finish(res, t0)
+            return Prepared(self.finish(res, t0), None, t0)
         res.sha256, res.size, res.correlation_id = sha, size, intent.correlation_id
         if item.prev_sha256 is not None and item.prev_sha256 == sha:  # the basis from layout.dedupe_basis
             res.outcome = Outcome.SKIPPED
             res.message = duplicate_message(sha, item.prev_when)
-            return self._finish(res, t0)
+            return Prepared(self.finish(res, t0), None, t0)
         req = ExecRequest(
             intent_path=os.path.abspath(path),
             out_dir=self.settings.out,
@@ -71,10 +92,9 @@ class IntentProcessor:
             timeout=self.settings.timeout,
             env_extra=self._porch_env,
         )
-        self._executed(res, item, self.executor.execute(req))
-        return self._finish(res, t0)
+        return Prepared(res, req, t0, content)
 
-    def _read(self, res: WorkResult) -> tuple[str, int, Intent]:
+    def _read(self, res: WorkResult) -> tuple[str, int, bytes, Intent]:
         """Read, hash and validate once, after noting (inode, size, mtime) to compare before the move."""
         try:
             st = os.lstat(res.path)
@@ -84,10 +104,10 @@ class IntentProcessor:
             res.message = f"cannot stat: {exc.strerror}"
         else:
             res.stat_key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        sha, size, _content, intent = read_intent(res.path, self.settings.max_file_size, self.settings.intent_schema)
-        return sha, size, intent
+        return read_intent(res.path, self.settings.max_file_size, self.settings.intent_schema)
 
-    def _executed(self, res: WorkResult, item: WorkItem, out: ExecResult) -> None:
+    def executed(self, res: WorkResult, item: WorkItem, out: ExecResult) -> None:
+        """Fold porch's outcome into ``res``: success, a retry (environment failure with attempts left) or a failure."""
         res.exit_code, res.timed_out, res.output_dir = out.exit_code, out.timed_out, out.output_dir
         res.message = out.message
         if not out.ok:  # porch failing on a full or read-only --out is the environment's fault: retried
@@ -107,7 +127,8 @@ class IntentProcessor:
                 ts=time.time(),
             )
 
-    def _finish(self, res: WorkResult, t0: float) -> WorkResult:
+    def finish(self, res: WorkResult, t0: float) -> WorkResult:
+        """Log the attempt; for a final outcome, plan where it is filed and write its status file."""
         now = time.monotonic()
         res.attempt_log.append({"attempt": res.attempt, "duration_ms": round((now - t0) * 1000.0, 3),
                                 "outcome": res.outcome.value, "exit_code": res.exit_code, "message": res.message})

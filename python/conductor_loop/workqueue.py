@@ -212,6 +212,16 @@ class WorkQueue:
                 break
         return batch
 
+    def take_paths(self, paths: Iterable[str]) -> list[WorkItem]:
+        """Those of ``paths`` that are ready, taken out of order (marked in flight): fleet mode's restart."""
+        taken = []
+        for path in paths:
+            entry = self._queued.pop(path, None)
+            if entry is not None:  # its heap entry is skipped when popped (no longer the queued one)
+                taken.append(entry.item)
+                self.inflight[path] = entry.item
+        return taken
+
     def unsend(self, batch: list[WorkItem]) -> None:
         """A batch could not be sent: back to the ready heap."""
         for item in batch:

@@ -10,6 +10,8 @@
 | :mod:`~conductor_loop.cli.retry` | ``retry`` |
 | :mod:`~conductor_loop.cli.statecmd` | ``state export|import|prune`` |
 | :mod:`~conductor_loop.cli.config_show` | ``config show`` |
+| :mod:`~conductor_loop.cli.worker` | ``worker`` (a fleet worker host) |
+| :mod:`~conductor_loop.cli.fleetcmd` | ``fleet status`` |
 | :mod:`~conductor_loop.cli.helptext` | every ``--help`` ends with its examples |
 """
 
@@ -22,6 +24,7 @@ import click
 
 from conductor_loop.cli.common import EXIT_USAGE, fail
 from conductor_loop.cli.config_show import config_group
+from conductor_loop.cli.fleetcmd import fleet_group
 from conductor_loop.cli.goflags import GoFlagError, translate
 from conductor_loop.cli.helptext import examples_last
 from conductor_loop.cli.retry import retry_cmd
@@ -29,6 +32,7 @@ from conductor_loop.cli.run import run
 from conductor_loop.cli.statecmd import state_group
 from conductor_loop.cli.status import status_cmd
 from conductor_loop.cli.tools import porch, validate
+from conductor_loop.cli.worker import worker_cmd
 
 __all__ = ["cli", "main"]
 
@@ -44,7 +48,7 @@ def cli() -> None:
     """
 
 
-for _command in (run, validate, porch, status_cmd, retry_cmd, state_group, config_group):
+for _command in (run, validate, porch, status_cmd, retry_cmd, state_group, config_group, worker_cmd, fleet_group):
     cli.add_command(_command)
 examples_last(cli)
 

@@ -54,6 +54,14 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--watch", type=click.Choice(["auto", "inotify", "poll"]),
                      help="How to see new files: inotify, poll (network filesystems) or auto (by filesystem)."),
         click.option("--poll-interval", metavar="DURATION", help="How often poll mode lists the handoff (1s)."),
+        click.option("--executor", type=click.Choice(["local", "fleet"]),
+                     help="Run porch in local worker processes (default) or on a fleet of workers (NATS)."),
+        click.option("--broker", metavar="URL", help="Fleet: the NATS server (nats://HOST:4222, tls://HOST:4222)."),
+        click.option("--broker-creds", metavar="FILE", help="Fleet: NATS credentials file."),
+        click.option("--fleet", metavar="NAME", help="Fleet: its name (default 'default')."),
+        click.option("--fleet-inflight", metavar="N", help="Fleet: most tasks out at once (default 64)."),
+        click.option("--fleet-lease", metavar="DURATION", help="Fleet: a worker's lease on a task (default 30s)."),
+        click.option("--fleet-max-deliver", metavar="N", help="Fleet: deliveries before an intent fails (default 3)."),
         click.option(GO_FLAG_OPTION, "go_flags", multiple=True, hidden=True),
     ]
     for opt in reversed(opts):

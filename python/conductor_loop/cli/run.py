@@ -37,9 +37,11 @@ def run(**params: Any) -> None:
     from conductor_loop.logs import setup_logging
 
     cfg, _sources = resolve_or_exit(params)
+    executor = None
     try:
-        cfg.porch = resolve_porch(cfg.porch)
-        executor = load_executor(cfg.porch, cfg.mode)  # a plug-in that cannot load fails here, not in every worker
+        if cfg.executor == "local":  # in fleet mode porch runs (and is checked) on the workers
+            cfg.porch = resolve_porch(cfg.porch)
+            executor = load_executor(cfg.porch, cfg.mode)  # a plug-in that cannot load fails here, not in workers
     except Exception as exc:  # noqa: BLE001 - any failure to build the executor is a configuration error
         fail(EXIT_USAGE, f"--porch {cfg.porch!r}: {exc}" if "porch" not in str(exc) else str(exc))
     try:
@@ -48,6 +50,8 @@ def run(**params: Any) -> None:
         fail(EXIT_USAGE, str(exc))
     if cfg.dry_run:
         sys.exit(_dry_run(cfg))
+    if cfg.executor == "fleet" and not cfg.dry_run:
+        _check_fleet(cfg)
     sys.exit(_run_loop(cfg, params, executor))
 
 
@@ -66,7 +70,8 @@ def _run_loop(cfg: RunConfig, params: dict[str, Any], executor: Any) -> int:
         from conductor_loop.config import resolve
 
         new, _ = resolve(given(params), os.environ, params.get("config"))  # raises ConfigError
-        new.porch = resolve_porch(new.porch)
+        if new.executor == "local":
+            new.porch = resolve_porch(new.porch)
         return new
 
     sup = Supervisor(cfg, metrics=metrics, health=health, reload=reload, on_outcome=progress.update,
@@ -85,6 +90,19 @@ def _run_loop(cfg: RunConfig, params: dict[str, Any], executor: Any) -> int:
         click.echo(summary.line())
         return EXIT_FAILURES if summary.failed else EXIT_OK
     return EXIT_OK
+
+
+def _check_fleet(cfg: RunConfig) -> None:
+    """The broker's limits against --max-file-size (exit 2 saying which to raise); unreachable: one line."""
+    from conductor_loop.fleet.bridge import limits_at_start
+    from conductor_loop.fleet.broker import LimitsError
+
+    try:
+        if not limits_at_start(cfg.broker or "", cfg.broker_creds, cfg.max_file_size):
+            click.echo(f"conductor-loop: broker {cfg.broker} unreachable; starting anyway, /readyz fails until "
+                       "it answers", err=True)
+    except (LimitsError, ValueError) as exc:
+        fail(EXIT_USAGE, str(exc))
 
 
 def _serve_metrics(cfg: RunConfig, metrics: Any, health: Any) -> Any:
