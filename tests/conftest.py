@@ -1,4 +1,4 @@
-"""Shared fixtures: intent writers, the fake porch script, and a CLI runner (real subprocesses)."""
+"""Shared fixtures: intent writers, the fake porch script, a CLI runner (real subprocesses), nats-server."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from natsserver import nats, nats_server  # noqa: F401  (fixtures for the fleet tests: a real nats-server)
 
 REPO = Path(__file__).resolve().parent.parent
 VALID: dict[str, Any] = {

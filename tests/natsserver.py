@@ -106,11 +106,15 @@ class NatsServer:
         self.start()
 
 
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+def _fresh_server(tmp_path: Path) -> Iterator[NatsServer]:
     """A fresh nats-server for one test (max_payload 16 MiB)."""
     server = NatsServer(tmp_path / "nats").start()
     try:
         yield server
     finally:
         server.kill()
+
+
+#: The fixture, under the two names the fleet tests use (``nats_server``; ``nats`` in the ingest tests).
+nats_server = pytest.fixture(_fresh_server, name="nats_server")
+nats = pytest.fixture(_fresh_server, name="nats")

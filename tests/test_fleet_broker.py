@@ -10,7 +10,7 @@ import pytest
 
 from conductor_loop.fleet import broker
 from conductor_loop.fleet.protocol import TASK_CONSUMER, FleetNames
-from natsserver import NatsServer, nats_server  # noqa: F401  (fixture)
+from natsserver import NatsServer
 
 NAMES = FleetNames("t")
 
@@ -26,7 +26,7 @@ async def _ensure(url: str, lease: float, max_deliver: int) -> broker.FleetInfo 
         await nc.close()
 
 
-def test_ensure_is_idempotent_and_updates_lease_and_max_deliver(nats_server: NatsServer) -> None:  # noqa: F811
+def test_ensure_is_idempotent_and_updates_lease_and_max_deliver(nats_server: NatsServer) -> None:
     assert asyncio.run(_ensure(nats_server.url, 2.0, 3)) == broker.FleetInfo(2.0, 3)
     assert asyncio.run(_ensure(nats_server.url, 2.0, 3)) == broker.FleetInfo(2.0, 3)
     assert asyncio.run(_ensure(nats_server.url, 5.0, 4)) == broker.FleetInfo(5.0, 4)
@@ -47,7 +47,7 @@ def test_ensure_is_idempotent_and_updates_lease_and_max_deliver(nats_server: Nat
     asyncio.run(check())
 
 
-def test_worker_waits_until_the_ingest_creates_the_fleet(nats_server: NatsServer) -> None:  # noqa: F811
+def test_worker_waits_until_the_ingest_creates_the_fleet(nats_server: NatsServer) -> None:
     async def run() -> broker.FleetInfo:
         nc = await broker.connect(nats_server.url)
         waited: list[bool] = []
@@ -81,7 +81,7 @@ def test_limits_check_against_a_default_server(tmp_path: Path) -> None:
         server.kill()
 
 
-def test_client_reconnects_after_a_restart_on_the_same_port(nats_server: NatsServer) -> None:  # noqa: F811
+def test_client_reconnects_after_a_restart_on_the_same_port(nats_server: NatsServer) -> None:
     port = nats_server.port
     changes: list[bool] = []
 

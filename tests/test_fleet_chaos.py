@@ -14,7 +14,6 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,6 @@ from natsserver import NatsServer
 
 LEASE = 2.0
 
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats").start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def ingest(nats: NatsServer, handoff: Path, out: Path) -> LoopProcess:

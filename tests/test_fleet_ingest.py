@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,14 +70,6 @@ def served(loop: LoopProcess) -> set[str]:
         names |= {fam.name, *(s.name for s in fam.samples)}
     return names
 
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats").start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import REPO
 from fleetkit import FLEET, NAMES, Worker, ensure_fleet, fake_porch, intent_task, marks, publish, wait_for
-from natsserver import NatsServer, nats_server  # noqa: F401  (fixture)
+from natsserver import NatsServer
 
 
 def _status(*args: str) -> subprocess.CompletedProcess[str]:
@@ -20,7 +20,7 @@ def _status(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
 
 
-def test_status_shows_streams_consumers_counts_and_workers(nats_server: NatsServer, tmp_path: Path) -> None:  # noqa: F811
+def test_status_shows_streams_consumers_counts_and_workers(nats_server: NatsServer, tmp_path: Path) -> None:
     before = _status("--broker", nats_server.url, "--json")
     assert before.returncode == 0 and "not created yet" in json.loads(before.stdout)["problem"]
     ensure_fleet(nats_server.url, lease=2.0, max_deliver=4)

@@ -24,7 +24,7 @@ from fleetkit import (
     take_results,
     wait_for,
 )
-from natsserver import NatsServer, nats_server  # noqa: F401  (fixture)
+from natsserver import NatsServer
 
 
 def _scrape(url: str) -> dict[str, float]:
@@ -38,7 +38,7 @@ def _scrape(url: str) -> dict[str, float]:
 
 
 def test_builtin_porch_result_unpacks_to_the_package_and_the_task_is_acked(
-    nats_server: NatsServer,  # noqa: F811
+    nats_server: NatsServer,
     tmp_path: Path,
 ) -> None:
     ensure_fleet(nats_server.url)
@@ -67,7 +67,7 @@ def test_builtin_porch_result_unpacks_to_the_package_and_the_task_is_acked(
 
 
 def test_external_porch_gets_the_intent_argv_and_environment(
-    nats_server: NatsServer,  # noqa: F811
+    nats_server: NatsServer,
     tmp_path: Path,
 ) -> None:
     ensure_fleet(nats_server.url)
@@ -99,7 +99,7 @@ def test_external_porch_gets_the_intent_argv_and_environment(
 
 
 def test_porch_slower_than_the_lease_keeps_it_with_heartbeats(
-    nats_server: NatsServer,  # noqa: F811
+    nats_server: NatsServer,
     tmp_path: Path,
 ) -> None:
     ensure_fleet(nats_server.url, lease=2.0)
@@ -118,7 +118,7 @@ def test_porch_slower_than_the_lease_keeps_it_with_heartbeats(
 
 
 def test_sigterm_finishes_the_run_in_flight_then_exits_0(
-    nats_server: NatsServer,  # noqa: F811
+    nats_server: NatsServer,
     tmp_path: Path,
 ) -> None:
     ensure_fleet(nats_server.url)
@@ -140,7 +140,7 @@ def test_sigterm_finishes_the_run_in_flight_then_exits_0(
 
 
 def test_a_worker_stopped_past_its_lease_fences_itself_and_another_worker_gets_the_task(
-    nats_server: NatsServer,  # noqa: F811
+    nats_server: NatsServer,
     tmp_path: Path,
 ) -> None:
     ensure_fleet(nats_server.url, lease=1.0)
@@ -176,7 +176,7 @@ def test_a_worker_stopped_past_its_lease_fences_itself_and_another_worker_gets_t
 
 
 def test_worker_reconnects_after_a_server_restart_mid_run_and_goes_on_pulling(
-    nats_server: NatsServer,  # noqa: F811
+    nats_server: NatsServer,
     tmp_path: Path,
 ) -> None:
     ensure_fleet(nats_server.url, lease=3.0)
@@ -199,7 +199,7 @@ def test_worker_reconnects_after_a_server_restart_mid_run_and_goes_on_pulling(
 
 
 def test_slots_run_at_once_and_a_busy_worker_prefetches_nothing(
-    nats_server: NatsServer,  # noqa: F811
+    nats_server: NatsServer,
     tmp_path: Path,
 ) -> None:
     ensure_fleet(nats_server.url, lease=2.0)
@@ -227,7 +227,7 @@ def test_slots_run_at_once_and_a_busy_worker_prefetches_nothing(
 
 
 def test_a_result_the_stream_refuses_becomes_a_small_failure_result(
-    nats_server: NatsServer,  # noqa: F811
+    nats_server: NatsServer,
     tmp_path: Path,
 ) -> None:
     ensure_fleet(nats_server.url)  # the results stream takes CAP + overhead

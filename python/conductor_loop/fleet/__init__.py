@@ -6,7 +6,7 @@ status files, moves, ``out/``); the broker only carries work, so losing it costs
 
       ingest host (conductor-loop run --executor fleet)              worker hosts (conductor-loop worker)
     ┌───────────────────────────────────────────────┐
-    │ watch → settle → queue → claim (SQLite)       │   CL_<NAME>_TASKS     ┌──────────────────────────────┐
+    │ watch → settle → queue → claim (tasks table)  │   CL_<NAME>_TASKS     ┌──────────────────────────────┐
     │        └─► publish Task (Nats-Msg-Id=task id) ├──► work-queue stream ─┼► pull 1 per free slot        │
     │                                               │   consumer "workers"  │  check sha256, run porch     │
     │                                               │   (ack_wait = lease)  │  (private temp out dir),     │
@@ -20,4 +20,6 @@ status files, moves, ``out/``); the broker only carries work, so losing it costs
 Modules: :mod:`.protocol` (names, records, encoding), :mod:`.archive` (the result archive, packed and
 checked), :mod:`.broker` (connecting, ensuring streams/consumers/KV, the limits check), :mod:`.worker` (the
 worker host), :mod:`.status` (``fleet status``); the ingest side is :mod:`.bridge` and :mod:`.ingest`.
+The claim is the table of tasks out (:mod:`.flights`, saved in ``.conductor/fleet-inflight.json`` before a
+task is published); the recorder stays the only writer of the SQLite state's intent rows.
 """
