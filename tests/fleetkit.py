@@ -37,19 +37,19 @@ NAMES = FleetNames(FLEET)
 CAP = 1 << 20
 
 
-def ensure_fleet(url: str, *, lease: float = 2.0, max_deliver: int = 3) -> None:
+def ensure_fleet(url: str, *, lease: float = 2.0, max_deliver: int = 3, creds: str | None = None) -> None:
     """Create the streams, consumers and KV bucket as the ingest would."""
 
     async def go(nc: Any) -> None:
         limits = broker.check_limits(nc.max_payload, CAP, CAP)
         await broker.ensure(nc.jetstream(), NAMES, limits, lease=lease, max_deliver=max_deliver)
 
-    _with(url, go)
+    _with(url, go, creds)
 
 
-def _with(url: str, fn: Callable[[Any], Any]) -> Any:
+def _with(url: str, fn: Callable[[Any], Any], creds: str | None = None) -> Any:
     async def main() -> Any:
-        nc = await broker.connect(url)
+        nc = await broker.connect(url, creds)
         try:
             return await fn(nc)
         finally:
@@ -78,7 +78,7 @@ def intent_task(
     )
 
 
-def publish(url: str, *tasks: Task) -> None:
+def publish(url: str, *tasks: Task, creds: str | None = None) -> None:
     """Publish tasks as the ingest does (``Nats-Msg-Id`` = task id)."""
 
     async def go(nc: Any) -> None:
@@ -86,7 +86,7 @@ def publish(url: str, *tasks: Task) -> None:
         for task in tasks:
             await js.publish(NAMES.task_subject, encode_task(task), headers={MSG_ID_HEADER: task.task_id})
 
-    _with(url, go)
+    _with(url, go, creds)
 
 
 def publish_raw(url: str, body: bytes) -> None:
@@ -98,7 +98,7 @@ def publish_raw(url: str, body: bytes) -> None:
     _with(url, go)
 
 
-def take_results(url: str, n: int, timeout: float = 20.0) -> list[Result]:
+def take_results(url: str, n: int, timeout: float = 20.0, creds: str | None = None) -> list[Result]:
     """Wait for ``n`` results, ack them (as the ingest does once it decided), return them decoded."""
 
     async def go(nc: Any) -> list[Result]:
@@ -115,7 +115,7 @@ def take_results(url: str, n: int, timeout: float = 20.0) -> list[Result]:
                 await msg.ack_sync()
         return out
 
-    return _with(url, go)  # type: ignore[no-any-return]
+    return _with(url, go, creds)  # type: ignore[no-any-return]
 
 
 def counts(url: str) -> dict[str, int]:

@@ -27,12 +27,15 @@ DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
 class NatsServer:
     """One nats-server process; ``url`` once started."""
 
-    def __init__(self, base: Path, *, max_payload: int | None = DEFAULT_MAX_PAYLOAD) -> None:
+    def __init__(
+        self, base: Path, *, max_payload: int | None = DEFAULT_MAX_PAYLOAD, config: str | None = None
+    ) -> None:
         self.exe = need_tool("nats-server", "apt-get install nats-server")
         self.base = base
         self.store = base / "store"
         self.ports_dir = base / "ports"
         self.max_payload = max_payload
+        self.config = config  # more configuration text (e.g. operator mode), appended to the config file
         self.port = -1
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = base / "nats-server.log"
@@ -46,9 +49,11 @@ class NatsServer:
     def _argv(self) -> list[str]:
         argv = [self.exe, "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p", str(self.port)]
         argv += ["--ports_file_dir", str(self.ports_dir)]
-        if self.max_payload is not None:
+        text = f"max_payload: {self.max_payload}\n" if self.max_payload is not None else ""
+        text += self.config or ""
+        if text:
             conf = self.base / "nats.conf"
-            conf.write_text(f"max_payload: {self.max_payload}\n")
+            conf.write_text(text)
             argv += ["-c", str(conf)]
         return argv
 

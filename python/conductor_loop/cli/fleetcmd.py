@@ -23,7 +23,7 @@ def fleet_group() -> None:
 def fleet_status(broker: str | None, broker_creds: str | None, fleet: str | None, as_json: bool) -> None:
     """Streams, consumers, pending and in-flight tasks, and the workers seen with their last heartbeat.
 
-    Exits 1 when the broker cannot be reached.
+    Exits 1 when the broker cannot be reached or refuses the credentials, 2 for an unusable credentials file.
 
     \b
     Example:
@@ -37,8 +37,12 @@ def fleet_status(broker: str | None, broker_creds: str | None, fleet: str | None
     name = fleet or os.environ.get("CONDUCTOR_FLEET") or DEFAULT_FLEET
     if not url:
         fail(EXIT_USAGE, "--broker is required (or env CONDUCTOR_BROKER)")
+    from conductor_loop.fleet.broker import check_creds
+
     try:
         check_fleet_name(name)
+        if creds is not None:
+            check_creds(creds)
     except ValueError as exc:
         fail(EXIT_USAGE, str(exc))
     import asyncio
@@ -48,5 +52,7 @@ def fleet_status(broker: str | None, broker_creds: str | None, fleet: str | None
     try:
         report = collect(url, creds, name)
     except (OSError, ValueError, nats.errors.Error, asyncio.TimeoutError) as exc:
+        if "authorization" in str(exc).lower():  # the server refused this client (or its missing credentials)
+            fail(EXIT_FATAL, f"broker {url}: authorization refused ({exc}): check --broker-creds")
         fail(EXIT_FATAL, f"broker {url}: cannot be reached: {exc or type(exc).__name__}")
     click.echo(json.dumps(report, indent=2) if as_json else render(report))

@@ -93,11 +93,14 @@ def _run_loop(cfg: RunConfig, params: dict[str, Any], executor: Any) -> int:
 
 
 def _check_fleet(cfg: RunConfig) -> None:
-    """The broker's limits against --max-file-size (exit 2 saying which to raise); unreachable: one line."""
+    """The credentials file and the broker's limits against --max-file-size (exit 2 saying which to fix);
+    unreachable: one line."""
     from conductor_loop.fleet.bridge import limits_at_start
-    from conductor_loop.fleet.broker import LimitsError
+    from conductor_loop.fleet.broker import LimitsError, check_creds
 
     try:
+        if cfg.broker_creds:
+            check_creds(cfg.broker_creds)  # before the reachability check, which swallows connect errors
         if not limits_at_start(cfg.broker or "", cfg.broker_creds, cfg.max_file_size):
             click.echo(f"conductor-loop: broker {cfg.broker} unreachable; starting anyway, /readyz fails until "
                        "it answers", err=True)

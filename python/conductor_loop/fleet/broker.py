@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,33 @@ def check_limits(max_payload: int, max_file_size: int, max_result_bytes: int) ->
             "configuration or lower the result cap"
         )
     return limits
+
+
+def _creds_block(text: str, label: str) -> str | None:
+    found = re.search(rf"-{{3,}}BEGIN {label}-{{3,}}\s*\n\s*(\S+)\s*\n\s*-{{3,}}END {label}-{{3,}}", text)
+    return found.group(1) if found else None
+
+
+def check_creds(path: str) -> None:
+    """Raise ``ValueError`` (one line, naming ``path``) unless it is a readable NATS credentials file: a user
+    JWT block and a user NKey seed block that decodes. The commands call it once at start (exit 2); a file
+    that goes missing later is a connect failure, retried like one."""
+    if importlib.util.find_spec("nkeys") is None:
+        raise ValueError("--broker-creds needs the 'nkeys' package (pip install nkeys)")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read(1 << 20)
+    except OSError as exc:
+        raise ValueError(f"--broker-creds {path!r}: {exc.strerror or exc}") from None
+    jwt, seed = _creds_block(text, "NATS USER JWT"), _creds_block(text, "USER NKEY SEED")
+    if jwt is None or seed is None or jwt.count(".") != 2:
+        raise ValueError(f"--broker-creds {path!r}: not a NATS credentials file (a user JWT and an NKey seed)")
+    import nkeys  # type: ignore[import-untyped]
+
+    try:
+        nkeys.from_seed(seed.encode())
+    except Exception:  # noqa: BLE001 - nkeys raises several kinds for a bad seed
+        raise ValueError(f"--broker-creds {path!r}: the NKey seed is not valid") from None
 
 
 async def connect(

@@ -125,5 +125,10 @@ def _check(opts: WorkerOptions) -> None:
             parse_addr(opts.metrics_addr)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if opts.broker_creds and not os.path.isfile(opts.broker_creds):
-        raise ConfigError(f"{where('broker_creds')}: --broker-creds {opts.broker_creds!r}: no such file")
+    if opts.broker_creds:
+        from conductor_loop.fleet.broker import check_creds  # imports nats: only when there are creds
+
+        try:
+            check_creds(opts.broker_creds)
+        except ValueError as exc:
+            raise ConfigError(f"{where('broker_creds')}: {exc}") from None
