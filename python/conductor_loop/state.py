@@ -63,6 +63,7 @@ from conductor_loop.statedb import (
     connect_readonly,
     mark_clean,
     move_aside,
+    transaction,
     write_stream,
 )
 
@@ -223,18 +224,11 @@ class StateStore:
 
     def _write_many(self, writes: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> int:
         """Run several ``executemany`` statements in one transaction; returns the last row count."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
         count = 0
-        try:
+        with transaction(self.conn) as conn:
             for sql, rows in writes:
                 if rows:
                     count = conn.executemany(sql, rows).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return count
 
     # ------------------------------------------------------------------ reads

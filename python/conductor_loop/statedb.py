@@ -19,7 +19,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -264,6 +264,20 @@ def mark_clean(conn: sqlite3.Connection) -> None:
     _set_shutdown(conn, _CLEAN)
 
 
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``: any exception in the block (a malformed row source included) rolls
+    the transaction back and propagates. The one transaction wrapper of the state's writes."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def write_stream(conn: sqlite3.Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> int:
     """``executemany`` of ``sql`` over ``rows`` in batches (memory bounded by one batch), in ONE
     transaction: an exception from ``rows`` (a malformed file) rolls everything back. Returns the row count.
@@ -272,15 +286,9 @@ def write_stream(conn: sqlite3.Connection, sql: str, rows: Iterable[tuple[Any, .
     """
     it = iter(rows)
     count = 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         while batch := list(islice(it, _STREAM_BATCH)):
             count += conn.executemany(sql, batch).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return count
 
 
@@ -293,16 +301,11 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
             f"({SCHEMA_VERSION}); refusing to touch it"
         )
     while version < SCHEMA_VERSION:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for stmt in _MIGRATIONS[version].split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
             conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         version += 1
 
 

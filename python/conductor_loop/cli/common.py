@@ -28,6 +28,21 @@ def fail(code: int, message: str) -> NoReturn:
     sys.exit(code)
 
 
+def serve_metrics(addr: str | None, metrics: Any, health: Any) -> Any:
+    """Start the ``--metrics-addr`` server (``run`` and ``worker``), if asked for; exit 2 when ``addr`` is unusable."""
+    from conductor_loop.metricserver import MetricsServer
+
+    if not addr:
+        return None
+    try:
+        server = MetricsServer(addr, metrics, health)
+        host, port = server.start()
+    except (OSError, ValueError) as exc:
+        fail(EXIT_USAGE, f"--metrics-addr {addr}: {exc}")
+    click.echo(f"conductor-loop: serving /metrics on http://{host}:{port}", err=True)
+    return server
+
+
 def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add every option of ``run`` to a command (``run`` and ``config show``)."""
     opts = [

@@ -17,6 +17,7 @@ from conductor_loop.cli.common import (
     given,
     resolve_or_exit,
     run_options,
+    serve_metrics,
 )
 from conductor_loop.config import RunConfig
 
@@ -63,7 +64,7 @@ def _run_loop(cfg: RunConfig, params: dict[str, Any], executor: Any) -> int:
     from conductor_loop.supervisor import Supervisor
 
     metrics, health = Metrics(), Health(live_timeout=max(30.0, cfg.timeout + 15.0))
-    server = _serve_metrics(cfg, metrics, health)
+    server = serve_metrics(cfg.metrics_addr, metrics, health)
     progress = Progress(enabled=cfg.once and sys.stderr.isatty())
 
     def reload() -> RunConfig:
@@ -106,21 +107,6 @@ def _check_fleet(cfg: RunConfig) -> None:
                        "it answers", err=True)
     except (LimitsError, ValueError) as exc:
         fail(EXIT_USAGE, str(exc))
-
-
-def _serve_metrics(cfg: RunConfig, metrics: Any, health: Any) -> Any:
-    """Start the ``--metrics-addr`` server, if asked for (exit 2 when the address is unusable)."""
-    from conductor_loop.metricserver import MetricsServer
-
-    if not cfg.metrics_addr:
-        return None
-    try:
-        server = MetricsServer(cfg.metrics_addr, metrics, health)
-        host, port = server.start()
-    except (OSError, ValueError) as exc:
-        fail(EXIT_USAGE, f"--metrics-addr {cfg.metrics_addr}: {exc}")
-    click.echo(f"conductor-loop: serving /metrics on http://{host}:{port}", err=True)
-    return server
 
 
 class Progress:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from conductor_loop.cli.common import EXIT_USAGE, fail
+from conductor_loop.cli.common import EXIT_USAGE, fail, serve_metrics
 
 
 @click.command("worker")
@@ -44,35 +44,17 @@ def worker_cmd(config: str | None, **flags: str | None) -> None:
 
 
 def _serve(opts: object) -> int:
-    from conductor_loop.fleet.worker import WorkerConfig, run_worker
+    from conductor_loop.fleet.worker import run_worker
     from conductor_loop.fleet.workerconfig import WorkerOptions
     from conductor_loop.fleet.workermetrics import WorkerHealth, WorkerMetrics
     from conductor_loop.logs import setup_logging
-    from conductor_loop.metricserver import MetricsServer
 
     assert isinstance(opts, WorkerOptions)
     setup_logging(opts.log_format, opts.log_level)
     metrics, health = WorkerMetrics(), WorkerHealth(live_timeout=max(30.0, opts.timeout + 15.0))
-    server = None
-    if opts.metrics_addr:
-        try:
-            server = MetricsServer(opts.metrics_addr, metrics, health)
-            host, port = server.start()
-        except (OSError, ValueError) as exc:
-            fail(EXIT_USAGE, f"--metrics-addr {opts.metrics_addr}: {exc}")
-        click.echo(f"conductor-loop: serving /metrics on http://{host}:{port}", err=True)
-    cfg = WorkerConfig(
-        broker=opts.broker,
-        fleet=opts.fleet,
-        porch=opts.porch,
-        slots=opts.slots,
-        timeout=opts.timeout,
-        creds=opts.broker_creds,
-        worker_id=opts.worker_id,
-        tmp_dir=opts.tmp_dir,
-    )
+    server = serve_metrics(opts.metrics_addr, metrics, health)
     try:
-        return run_worker(cfg, metrics, health)
+        return run_worker(opts, metrics, health)
     finally:
         if server is not None:
             server.stop()

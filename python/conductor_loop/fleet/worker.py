@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import nats.errors
 from nats.aio.client import Client as NATS
@@ -29,26 +28,13 @@ from conductor_loop.fleet import broker
 from conductor_loop.fleet.delivery import Context, handle
 from conductor_loop.fleet.protocol import TASK_CONSUMER, FleetNames, WorkerBeat, encode_beat
 from conductor_loop.fleet.runner import TaskRunner, reap_leftovers
+from conductor_loop.fleet.workerconfig import WorkerOptions
 from conductor_loop.fleet.workermetrics import WorkerHealth, WorkerMetrics
 from conductor_loop.logs import log_event
 
 FETCH_WAIT = 1.0
 """Seconds one pull waits for a task before it expires (and a stop is noticed)."""
 RETRY_S = 0.5
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """The options of ``conductor-loop worker``."""
-
-    broker: str
-    fleet: str = "default"
-    porch: str = "builtin"
-    slots: int = 1
-    timeout: float = 30.0
-    creds: str | None = None
-    worker_id: str = ""
-    tmp_dir: str | None = None
 
 
 def default_worker_id() -> str:
@@ -59,7 +45,7 @@ def default_worker_id() -> str:
 class WorkerHost:
     """One worker process: its connection, its slots, its heartbeat."""
 
-    def __init__(self, cfg: WorkerConfig, metrics: WorkerMetrics, health: WorkerHealth) -> None:
+    def __init__(self, cfg: WorkerOptions, metrics: WorkerMetrics, health: WorkerHealth) -> None:
         """Checks nothing on the network yet; :meth:`run` connects."""
         self.cfg = cfg
         self.names = FleetNames(cfg.fleet)
@@ -139,7 +125,7 @@ class WorkerHost:
             try:
                 nc = await broker.connect(
                     self.cfg.broker,
-                    self.cfg.creds,
+                    self.cfg.broker_creds,
                     name=self.worker_id,
                     on_change=self._on_change,
                     initial_timeout=2.0,
@@ -292,6 +278,6 @@ async def _ignore_errors(aw: object) -> None:
         pass
 
 
-def run_worker(cfg: WorkerConfig, metrics: WorkerMetrics, health: WorkerHealth) -> int:
+def run_worker(cfg: WorkerOptions, metrics: WorkerMetrics, health: WorkerHealth) -> int:
     """Run a worker host on a fresh event loop until SIGTERM/SIGINT; its exit code."""
     return asyncio.run(WorkerHost(cfg, metrics, health).run())
