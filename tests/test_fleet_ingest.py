@@ -331,3 +331,38 @@ def test_a_task_the_broker_lost_is_published_again_after_the_ingest_side_deadlin
         finally:
             hand.close()
         assert loop.stop() == 0
+
+
+def _stream_limit(hand: HandWorker, max_msgs: int) -> None:
+    """Set the task stream's message limit (``discard=new``: a publish past it is refused), as an operator would."""
+    info = hand.run(hand.js.stream_info(hand.names.task_stream))
+    hand.run(hand.js.update_stream(info.config.evolve(max_msgs=max_msgs)))
+
+
+def test_at_most_inflight_tasks_go_out_and_a_full_stream_backs_off_then_publishes(
+        nats: NatsServer, dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    handoff, out = dirs
+    with fleet_loop(nats, handoff, out, "--fleet-inflight", "2") as loop:
+        hand = HandWorker(nats.url)
+        try:
+            wait_for(lambda: hand.messages(hand.names.task_stream) == 0, what="task stream made by the ingest")
+            _stream_limit(hand, 1)  # the stream holds one task: the second publish is refused
+            for i in range(4):
+                write_intent(handoff, f"intent-{i}.json", target=f"web{i}")
+            loop.wait_event("fleet.publish_failed")  # a refused publish is logged (once per task)
+            time.sleep(1.0)  # several turns: still one task out, the rest waits as files in the handoff
+            assert hand.messages(hand.names.task_stream) == 1
+            assert all((handoff / f"intent-{i}.json").exists() for i in range(4))
+            _stream_limit(hand, -1)  # room again: the ingest's backoff publishes, never past --fleet-inflight
+            wait_for(lambda: hand.messages(hand.names.task_stream) == 2, what="second task published after backoff")
+            time.sleep(1.0)
+            assert hand.messages(hand.names.task_stream) == 2  # --fleet-inflight 2, four intents waiting
+            for _ in range(4):
+                task, msg = hand.take()
+                hand.answer(task, msg)
+            wait_for(lambda: all(filed(handoff, f"intent-{i}.json") == "processed" for i in range(4)),
+                     what="all four filed")
+            assert all(status(handoff, f"intent-{i}.json")["status"] == "success" for i in range(4))
+            assert hand.messages(hand.names.task_stream) == 0
+        finally:
+            hand.close()
