@@ -26,7 +26,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from figures import ratio_of  # benches/ is on sys.path (pytest prepends a conftest's directory)
+from baselines import empty_trash  # benches/ is on sys.path (pytest prepends a conftest's directory)
+from figures import ratio_of
 
 EXTRA_KEYS = (
     "figure",
@@ -63,6 +64,12 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Mod
             return None  # named on the command line: pytest collects it itself
         return pytest.Module.from_parent(parent, path=file_path)
     return None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Delete the scratch directories the benchmarks set aside (``baselines.remove_tree``: never while
+    figures are measured)."""
+    empty_trash()
 
 
 def _best_of(rounds: int, fn: Callable[[], object]) -> float:

@@ -19,7 +19,6 @@ import os
 import shutil
 import stat
 import time
-from importlib.metadata import entry_points
 from typing import Any
 
 from conductor_loop.execapi import (
@@ -143,6 +142,8 @@ def check_porch_path(value: str) -> str:
 
 def registered_executors() -> dict[str, Any]:
     """The entry points of the ``conductor_loop.executors`` group, by name."""
+    from importlib.metadata import entry_points  # 25 ms at import: only a plugin name needs it
+
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 

@@ -19,6 +19,11 @@ from conductor_loop.telemetry import Telemetry
 from conductor_loop.worker import worker_main
 from conductor_loop.workqueue import WorkQueue
 
+#: Imported once in the forkserver rather than in every worker: ``conductor_loop.cli``, because
+#: multiprocessing re-runs the entry script in each child (its main fix-up) and the script imports it;
+#: ``conductor_loop.porch``, which the built-in executor imports at its first intent.
+WORKER_PRELOAD = ("conductor_loop.cli", "conductor_loop.porch")
+
 
 def executor_side(cfg: RunConfig, settings: WorkerSettings, layout: Layout, telemetry: Telemetry, queue: WorkQueue,
                   start_method: str) -> tuple[Any, Any]:
@@ -27,7 +32,7 @@ def executor_side(cfg: RunConfig, settings: WorkerSettings, layout: Layout, tele
         from conductor_loop.fleet.ingest import fleet_side
 
         return fleet_side(cfg, settings, layout, telemetry, queue)
-    pool = Pool(settings, worker_main, start_method=start_method)
+    pool = Pool(settings, worker_main, start_method=start_method, preload=WORKER_PRELOAD)
     return pool, Staff(pool, telemetry, worker_bounds(cfg))
 
 

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
@@ -79,12 +80,18 @@ class Death:
 class Pool:
     """Worker processes plus the bookkeeping to feed, reap and resize them."""
 
-    def __init__(self, settings: Any, target: WorkerTarget, *, start_method: str = "forkserver") -> None:
+    def __init__(
+        self, settings: Any, target: WorkerTarget, *, start_method: str = "forkserver", preload: Sequence[str] = ()
+    ) -> None:
+        """``preload``: modules the forkserver imports besides the target's, once for every worker."""
         self.settings = settings
         self.target = target
         self.ctx = mp.get_context(start_method)
         if start_method == "forkserver":
-            self.ctx.set_forkserver_preload([target.__module__, __name__])
+            self.ctx.set_forkserver_preload([target.__module__, __name__, *preload])
+            # Started now, not at the first spawn: its interpreter start and imports (~0.2 s) overlap the
+            # loop's own start-up (recovery, the first sweep) instead of delaying the first worker.
+            forkserver.ensure_running()
         self.heartbeat: Any = self.ctx.Array("d", MAX_SLOTS, lock=False)
         #: Set once by :meth:`hand_back`; every worker reads it before it starts an item.
         self.stopping: Any = self.ctx.Value("b", 0, lock=False)
