@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conductor_loop.porch import APPLY_REPLACEMENTS_IMAGE, generate_package, main
+from conductor_loop.porch import APPLY_REPLACEMENTS_IMAGE, _q, generate_package, main
 from conductor_loop.validate import Intent, parse_intent
 
 NOW = datetime(2026, 1, 15, 10, 15, 2, 123456, tzinfo=timezone.utc)
@@ -116,6 +116,17 @@ def test_yaml_lookalike_names_stay_strings(tmp_path: Path, name: str) -> None:
     assert patch["metadata"]["name"] == name
     assert patch["metadata"]["namespace"] == name
     assert load(pkg / "Kptfile")["metadata"]["name"] == f"{name}-scaling"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["odu-high-phy", "", "a b: c", "2026-01-01T00:00:00Z", 'say "hi"', "back\\slash", "tab\there", "new\nline",
+     "\x7f", "\x00", "é", "\u2028", "--- !!python/object", "{a: b}"],
+)
+def test_quoting_is_json_dumps(value: str) -> None:
+    """The fast path for plain names quotes exactly as ``json.dumps`` does, and the result reads back."""
+    assert _q(value) == json.dumps(value)
+    assert yaml.safe_load(f"k: {_q(value)}") == {"k": value}
 
 
 def test_naive_now_and_default_now(tmp_path: Path) -> None:

@@ -90,7 +90,13 @@ def scaling_request(intent: Intent) -> _Scaling:
 
 
 def _q(value: str) -> str:
-    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
+    """A YAML double-quoted scalar (JSON strings are valid YAML).
+
+    Printable ASCII without a quote or a backslash (every validated name) is what ``json.dumps`` would
+    give, quoted as it is; anything else goes through ``json.dumps``.
+    """
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
     return json.dumps(value)
 
 
