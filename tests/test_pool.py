@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -119,3 +123,23 @@ def test_boot_failures_in_a_row_are_fatal() -> None:
     assert [boot.exited(handle()) for _ in range(3)] == [False, False, True]
     now[0] = 200.0
     assert not boot.exited(handle()) and boot.count == 0  # died long after its start: not a boot failure
+
+
+def test_forkserver_starts_with_the_pool_and_preloads() -> None:
+    """The forkserver is running (its imports under way) as soon as the pool exists, before any spawn, and
+    a worker it forks has the preloaded modules already (a fresh interpreter, so no earlier forkserver)."""
+    script = (
+        "import os, sys\n"
+        "from conductor_loop.pool import Pool\n"
+        "from poolworker import echo\n"
+        "p = Pool('s', echo, start_method='forkserver', preload=('conductor_loop.porch',))\n"
+        "kids = [open(f'/proc/{c}/cmdline', 'rb').read() for t in os.listdir('/proc/self/task')\n"
+        "        for c in open(f'/proc/self/task/{t}/children').read().split()]\n"
+        "assert any(b'multiprocessing.forkserver' in k and b'conductor_loop.porch' in k for k in kids), kids\n"
+        "assert 'conductor_loop.porch' not in sys.modules  # imported there, not here\n"
+        "p.stop(timeout=5)\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
