@@ -126,8 +126,9 @@ def test_boot_failures_in_a_row_are_fatal() -> None:
 
 
 def test_forkserver_starts_with_the_pool_and_preloads() -> None:
-    """The forkserver is running (its imports under way) as soon as the pool exists, before any spawn, and
-    a worker it forks has the preloaded modules already (a fresh interpreter, so no earlier forkserver)."""
+    """The forkserver is running (its imports under way) as soon as the pool exists, before any spawn, told
+    to preload what the pool was given, which the loop's own process never imported (a fresh interpreter, so
+    no forkserver of an earlier test)."""
     script = (
         "import os, sys\n"
         "from conductor_loop.pool import Pool\n"
