@@ -44,6 +44,18 @@ impl CoreError {
         }
     }
 
+    /// An `OSError` whose text is the C library's alone, as Python's `os` functions give it
+    /// (`strerror` is what callers show; the path is in `filename`).
+    pub fn plain(errno: i32, path: &Path) -> Self {
+        CoreError {
+            kind: ErrorKind::Os,
+            errno,
+            msg: strerror(errno),
+            filename: path.as_os_str().to_owned(),
+            filename2: None,
+        }
+    }
+
     /// From a rustix errno.
     pub fn rx(err: rustix::io::Errno, op: &str, path: &Path) -> Self {
         Self::os(err.raw_os_error(), op, path)

@@ -99,8 +99,8 @@ pub fn candidate_name(name: &[u8], k: u64, ts: &str) -> Vec<u8> {
     fit_name(stem, &[middle.as_bytes(), ext].concat(), NAME_MAX).unwrap_or_else(|| name.to_vec())
 }
 
-/// A random-enough token for temp names (O_EXCL makes collisions harmless anyway).
-fn rand_token() -> String {
+/// A random-enough token for temp names: 12 lowercase hex digits (O_EXCL makes collisions harmless anyway).
+pub(crate) fn rand_token() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
@@ -131,7 +131,7 @@ pub fn temp_name(name: &[u8], marker: &str) -> Vec<u8> {
 }
 
 /// Check a bare file name (no slash, not empty, not `.` / `..`).
-fn check_name(name: &[u8], path: &Path) -> Result<()> {
+pub(crate) fn check_name(name: &[u8], path: &Path) -> Result<()> {
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
         return Err(CoreError::value(
             "invalid file name (empty, '.', '..' or contains '/')",

@@ -1,7 +1,8 @@
 //! `conductor_loop._core`: the Rust core of conductor-loop, exposed to Python with PyO3.
 //!
 //! The logic lives in plain-Rust modules that are unit-tested with `cargo test`: [`hash`],
-//! [`fsops`] with [`beneath`] (writes and moves below a directory held open), [`lease`], [`names`], the settle rule ([`settle`]), the watchers ([`watch`] shared by
+//! [`fsops`] with [`beneath`] (writes and moves below a directory held open), [`package`] (the
+//! built-in porch's package directories), [`lease`], [`names`], the settle rule ([`settle`]), the watchers ([`watch`] shared by
 //! [`watcher`] (inotify) and [`poll`]) and [`fstype`]. This file and `pywatch.rs` only convert
 //! arguments, release the GIL around every blocking call (`py.detach`) and map
 //! [`error::CoreError`] to Python `OSError` subclasses.
@@ -13,6 +14,7 @@ pub mod fstype;
 pub mod hash;
 pub mod lease;
 pub mod names;
+pub mod package;
 pub mod poll;
 mod pyanchor;
 mod pywatch;
@@ -160,6 +162,35 @@ fn rename_exchange(py: Python<'_>, a: PathBuf, b: PathBuf) -> PyResult<()> {
         .map_err(to_pyerr)
 }
 
+/// Write the package ``name`` (``files``: file name and content) under ``ns_dir`` and return its path:
+/// a hidden temp directory ``.<name>.tmp-<12 hex>`` beside it, filled, then renamed into place or swapped
+/// with the old package (``RENAME_EXCHANGE``), which is removed. ``durable`` fsyncs files and directories.
+#[pyfunction]
+fn write_package(
+    py: Python<'_>,
+    ns_dir: PathBuf,
+    name: OsString,
+    files: Vec<(OsString, Bound<'_, PyBytes>)>,
+    durable: bool,
+) -> PyResult<OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let refs: Vec<(&[u8], &[u8])> = files
+        .iter()
+        .map(|(n, data)| (n.as_bytes(), data.as_bytes()))
+        .collect();
+    py.detach(|| package::write_package(&ns_dir, &name, &refs, durable))
+        .map(PathBuf::into_os_string)
+        .map_err(to_pyerr)
+}
+
+/// Put the complete directory (or file) ``tmp`` at ``final``: rename, or swap with what is there and
+/// remove that; never half-visible under ``final``.
+#[pyfunction]
+fn install_tree(py: Python<'_>, tmp: PathBuf, r#final: PathBuf) -> PyResult<()> {
+    py.detach(|| package::install(&tmp, &r#final))
+        .map_err(to_pyerr)
+}
+
 /// ``syncfs(2)`` on the filesystem holding ``path``.
 #[pyfunction]
 fn syncfs(py: Python<'_>, path: PathBuf) -> PyResult<()> {
@@ -272,6 +303,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rename_exchange, m)?)?;
     m.add_function(wrap_pyfunction!(syncfs, m)?)?;
     m.add_function(wrap_pyfunction!(fsync_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(write_package, m)?)?;
+    m.add_function(wrap_pyfunction!(install_tree, m)?)?;
     m.add_function(wrap_pyfunction!(open_for_write, m)?)?;
     m.add_function(wrap_pyfunction!(fit_name, m)?)?;
     m.add_function(wrap_pyfunction!(spawn_wait, m)?)?;
