@@ -139,6 +139,31 @@ def syncfs(path: str) -> None:
 def fsync_dir(path: str) -> None:
     """fsync a directory so that renames and unlinks in it are durable."""
 
+def write_package(
+    ns_dir: str | PathLike[str], name: str, files: Sequence[tuple[str, bytes]], durable: bool
+) -> str:
+    """Write the directory ``ns_dir/name`` holding ``files`` (file name, content) and return its path.
+
+    The built-in porch's package, in one call with the GIL released: ``ns_dir`` (and any missing parent)
+    is made when missing; a hidden temp directory ``.<name>.tmp-<12 hex digits>`` beside the final one
+    gets each file (``O_CREAT | O_EXCL``, mode 0644 less the umask) and is then put at the final name as
+    :func:`install_tree` does. ``durable`` fsyncs each file, the temp directory, ``ns_dir`` and the parent
+    of every directory made; otherwise nothing is fsynced (the loop makes a batch durable with one
+    :func:`syncfs`). On any error the temp directory is removed and ``OSError`` is raised with ``errno``,
+    the C library's text as ``strerror`` (as Python's ``os`` functions give it) and the path as
+    ``filename``; whatever was at the final name stays there, never half-written or mixed.
+    ``ValueError`` when ``name`` or a file name is empty, ``.``, ``..`` or holds a ``/``.
+    """
+
+def install_tree(tmp: str | PathLike[str], final: str | PathLike[str]) -> None:
+    """Put the complete directory (or file) ``tmp`` at ``final``, never half-visible there.
+
+    A plain ``rename``; when something is at ``final``, ``renameat2(RENAME_EXCHANGE)`` and the removal of
+    the old tree (now at ``tmp``), starting over when it vanished in between. On a filesystem without
+    ``RENAME_EXCHANGE`` the old one is renamed to ``tmp + ".old"`` first (``final`` is then briefly
+    absent, but never mixed) and removed. ``OSError`` (EBUSY) when ``final`` kept changing 100 times.
+    """
+
 def spawn_wait(
     path: str,
     argv: list[str],

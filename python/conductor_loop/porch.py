@@ -11,8 +11,9 @@ The built-in porch makes packages for scaling intents only (:attr:`Intent.scalin
 one without a whole ``replicas``, or one whose ``namespace``/``target`` is missing or not a DNS-1123
 label is refused with :class:`NotBuildable` (the intent fails with that reason). So the directory name
 comes only from DNS-1123 labels and always lies inside ``out``. A package is desired state: a newer intent
-for the same target replaces the whole directory atomically. It is built in a hidden temporary directory
-beside the final one and then renamed into place (``rename``), or swapped with the existing one
+for the same target replaces the whole directory atomically. The Rust core writes it in one call with
+the GIL released (``_core.write_package``, ``rust/package.rs``): it is built in a hidden temporary directory
+``.<name>.tmp-<12 hex>`` beside the final one and then renamed into place (``rename``), or swapped with the existing one
 (``renameat2(RENAME_EXCHANGE)``) and the old one removed, so a reader never sees a half-written or mixed
 package, even with several processes generating the same target at once.
 
@@ -24,11 +25,9 @@ from __future__ import annotations
 
 import calendar
 import contextlib
-import errno
 import json
 import os
 import re
-import secrets
 import shutil
 import sys
 import time
@@ -194,28 +193,6 @@ def _readme(intent: _Scaling, name: str, generated_at: str) -> str:
     )
 
 
-def _write(dir_path: str, name: str, text: str, durable: bool) -> None:
-    fd = os.open(os.path.join(dir_path, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        data = text.encode("utf-8")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
-    _core.fsync_dir(path)
-
-
-def _rename_exchange(src: str, dst: str) -> None:
-    """Atomically swap two paths (``renameat2(RENAME_EXCHANGE)``, in the Rust core)."""
-    _core.rename_exchange(src, dst)
-
-
 def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
@@ -279,78 +256,29 @@ def generate_package(
     """
     req = scaling_request(intent)
     name = f"{req.target}-scaling"
-    ns_dir = os.path.join(out_dir, req.namespace)
-    final = os.path.join(ns_dir, name)
     moment = now if now is not None else datetime.now(timezone.utc)
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc)
     generated_at = rfc3339(calendar.timegm(moment.timetuple()), digits=0)
 
-    tmp = os.path.join(ns_dir, f".{name}.tmp-{secrets.token_hex(6)}")
-    created_ns = False
-    try:
-        os.mkdir(tmp, 0o755)
-    except FileNotFoundError:
-        created_ns = not os.path.isdir(ns_dir)
-        os.makedirs(ns_dir, 0o755, exist_ok=True)
-        os.mkdir(tmp, 0o755)
-    try:
-        _write(tmp, "Kptfile", _kptfile(req, name, structured), durable)
-        _write(tmp, "scaling-patch.yaml", _patch(req, generated_at), durable)
-        if structured:
-            _write(tmp, "scaling-values.yaml", _values(req, name), durable)
-            _write(tmp, "apply-replacements.yaml", _replacements(req, name), durable)
-            _write(tmp, "README.md", _readme(req, name, generated_at), durable)
-        if durable:
-            _fsync_dir(tmp)
-        _install(tmp, final)
-    except BaseException:
-        _remove(tmp)
-        raise
-    if durable:
-        _fsync_dir(ns_dir)
-        if created_ns:
-            _fsync_dir(out_dir)
-    return final
+    files = [
+        ("Kptfile", _kptfile(req, name, structured).encode()),
+        ("scaling-patch.yaml", _patch(req, generated_at).encode()),
+    ]
+    if structured:
+        files += [
+            ("scaling-values.yaml", _values(req, name).encode()),
+            ("apply-replacements.yaml", _replacements(req, name).encode()),
+            ("README.md", _readme(req, name, generated_at).encode()),
+        ]
+    return _core.write_package(os.path.join(out_dir, req.namespace), name, files, durable)
 
 
 def install_dir(tmp: str, final: str) -> None:
     """Put the complete directory (or file) ``tmp`` at ``final`` by rename, never half-visible (fleet mode's
-    ingest installs the packages it receives this way too)."""
-    _install(tmp, final)
-
-
-def _install(tmp: str, final: str) -> None:
-    """Put the complete directory ``tmp`` at ``final``: rename, or swap with the old one and remove it."""
-    for _ in range(100):
-        try:
-            os.rename(tmp, final)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-                raise
-        try:
-            _rename_exchange(tmp, final)
-        except FileNotFoundError:
-            continue  # the old package vanished between the two calls: plain rename again
-        except OSError as exc:
-            if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                raise
-            # No RENAME_EXCHANGE on this filesystem: move the old package aside first. The final name
-            # is briefly absent, but never holds a half-written or mixed package.
-            aside = f"{tmp}.old"
-            try:
-                os.rename(final, aside)
-            except FileNotFoundError:
-                continue
-            try:
-                os.rename(tmp, final)
-            finally:
-                _remove(aside)
-            return
-        _remove(tmp)  # the old package, now under the temporary name
-        return
-    raise OSError(errno.EBUSY, "could not install the package: target kept changing", final)
+    ingest installs the packages it receives this way too): a plain rename, or a swap with what is there
+    (``renameat2(RENAME_EXCHANGE)``, in the Rust core) and its removal."""
+    _core.install_tree(tmp, final)
 
 
 def _parse_args(argv: list[str]) -> tuple[str, str, bool] | str:
