@@ -213,11 +213,12 @@ fn replace_aside(tmp: &Path, final_path: &Path) -> Result<bool> {
 
 /// Remove `path` whatever it is (a directory tree, a file, a link; never followed); errors ignored.
 pub fn remove_tree(path: &Path) {
-    let _ = match fs::symlink_metadata(path) {
-        Ok(md) if md.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(_) => Ok(()),
-    };
+    // `remove_dir_all` removes a link itself (never what it points at) and refuses a file.
+    if let Err(e) = fs::remove_dir_all(path) {
+        if e.raw_os_error() == Some(libc::ENOTDIR) {
+            let _ = fs::remove_file(path);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -364,6 +365,8 @@ mod tests {
         std::os::unix::fs::symlink(&keep, d.path().join("link")).unwrap();
         remove_tree(&d.path().join("link"));
         remove_tree(&d.path().join("missing"));
+        fs::write(d.path().join("file"), b"").unwrap();
+        remove_tree(&d.path().join("file"));
         assert_eq!(names(d.path()), ["keep"]);
         assert_eq!(names(&keep), ["f"]);
         remove_tree(&keep);
