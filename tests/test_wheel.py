@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -161,6 +162,22 @@ def test_wheel_installs_and_runs_once(wheel: Path, tmp_path: Path) -> None:
     _once_run(bin_dir, tmp_path)
 
 
+def _forget_own_build(target: Path) -> None:
+    """Drop the crate's own build (not its dependencies') from a warm target dir.
+
+    An sdist's files all carry one fixed old mtime, so cargo would take an earlier session's build of
+    the crate for fresh and install it: a changed Rust core would go untested.
+    """
+    for profile in target.glob("*/"):
+        own = (".fingerprint/conductor-loop-core-*", "build/conductor-loop-core-*", "deps/_core[.-]*",
+               "deps/lib_core[.-]*")
+        for stale in [p for pattern in own for p in profile.glob(pattern)]:
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
 def test_sdist_builds_from_source_and_runs_once(sdist: Path, tmp_path: Path) -> None:
     with tarfile.open(sdist) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
@@ -169,6 +186,8 @@ def test_sdist_builds_from_source_and_runs_once(sdist: Path, tmp_path: Path) -> 
         assert needed in names, needed
     need_tool("cargo", "a Rust toolchain: https://rustup.rs")
     # pip compiles the Rust core in an isolated build; a target dir under target/ keeps later sessions warm.
-    warm = {"CARGO_TARGET_DIR": str(REPO / "target" / "sdist-test")}
+    target = REPO / "target" / "sdist-test"
+    _forget_own_build(target)
+    warm = {"CARGO_TARGET_DIR": str(target)}
     bin_dir = _fresh_venv(tmp_path / "venv", sdist, timeout=1800, extra_env=warm)
     _once_run(bin_dir, tmp_path)
