@@ -50,7 +50,8 @@ SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "60"))
 RATE_CAP = float(os.environ.get("BENCH_LATENCY_RATE_CAP", "0"))  # 0: no cap
 THROUGHPUT_INTENTS = int(os.environ.get("BENCH_LATENCY_T_INTENTS", "2000"))
 GRACE_SECONDS = 10.0
-LOOP = str(Path(sys.executable).with_name("conductor-loop"))
+#: The loop's command (``BENCH_LATENCY_LOOP`` runs another build of it, e.g. an older commit).
+LOOP = os.environ.get("BENCH_LATENCY_LOOP") or str(Path(sys.executable).with_name("conductor-loop"))
 SUMMARY = re.compile(r"processed (\d+), skipped (\d+), failed (\d+) in ([\d.]+)s \(([\d.]+) intents/s\)")
 BUDGET_MS = DEBOUNCE_MS + 50
 
