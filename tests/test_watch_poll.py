@@ -73,7 +73,9 @@ def test_recreated_directory_is_rescanned(handoff: Path, out_dir: Path) -> None:
     with LoopProcess(handoff, out_dir, *POLL, "--debounce", "200ms") as loop:
         loop.ready()
         write_intent(handoff, "intent-1.json")
-        wait_for(lambda: status_of(handoff, "intent-1.json"), what="first filed")
+        # Filed means moved: the status file appears a group commit before the move, and an rmtree racing
+        # the move would find intent-1.json gone under it.
+        wait_for(lambda: (handoff / "processed" / "intent-1.json").exists(), what="first filed")
         rescans = loop.metric("conductor_rescans_total") or 0
         shutil.rmtree(handoff)
         handoff.mkdir()
