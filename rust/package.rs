@@ -12,6 +12,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::fd::IntoRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -142,6 +143,18 @@ fn write_file(path: &Path, data: &[u8], durable: bool) -> Result<()> {
     file.write_all(data).map_err(|e| io_err(&e, path))?;
     if durable {
         rustix::fs::fsync(&file).map_err(|e| plain(e, path))?;
+    }
+    // Closed by hand, not by drop: a close that fails (a network filesystem reporting a lost write)
+    // is an error, as Python's `os.close` made it. EINTR still closes the descriptor on Linux.
+    let raw = file.into_raw_fd();
+    // SAFETY: `raw` came from `into_raw_fd` just above and is closed exactly once, here.
+    if unsafe { libc::close(raw) } != 0 {
+        let errno = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        if errno != libc::EINTR {
+            return Err(CoreError::plain(errno, path));
+        }
     }
     Ok(())
 }
