@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conductor_loop.fleet.ingestmetrics import FleetMetrics
 from conductor_loop.metrics import Health, Metrics
 from conductor_loop.metricserver import MetricsServer, parse_addr
-from needs import need_tool
+from needs import missing, need_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -297,12 +297,12 @@ def test_stop_does_not_wait_for_silent_client() -> None:
 @pytest.mark.timeout(30)
 def test_ipv6_loopback() -> None:
     if not socket.has_ipv6:
-        pytest.skip("no IPv6")
+        missing("no IPv6 in this Python")
     server = MetricsServer("[::1]:0", Metrics(), Health())
     try:
         host, port = server.start()
     except OSError as err:
-        pytest.skip(f"IPv6 loopback not available: {err}")
+        missing(f"IPv6 loopback not available: {err}")
     try:
         assert host == "::1"
         with urllib.request.urlopen(f"http://[::1]:{port}/livez", timeout=10) as resp:
@@ -454,7 +454,7 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     )
     output = proc.stdout + proc.stderr
     if proc.returncode != 0 and "System has not been booted" in output:
-        pytest.skip(f"systemd-analyze cannot run here: {output.strip()[:200]}")
+        missing(f"systemd-analyze cannot run here: {output.strip()[:200]}")
     # Unknown directives or bad values are reported as warnings with the unit's name.
     problems = [
         line
