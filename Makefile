@@ -19,9 +19,11 @@ $(VENV)/.deps: requirements-dev.txt
 
 venv: $(VENV)/.deps
 
-## install: venv with pinned tools + editable build of the package (Rust core in release mode)
+## install: venv with pinned tools + editable build of the package (Rust core in release mode), its bytecode
+## compiled as pip compiles an installed wheel's (an editable install is not, and PYTHONDONTWRITEBYTECODE may be set)
 install: venv
 	$(VENV)/bin/maturin develop --release -q
+	$(PY) -m compileall -q python
 
 ## test: cargo test, then the whole pytest suite
 test: install cargo-test pytest

@@ -5,7 +5,6 @@
 use std::fs::File;
 use std::io::{ErrorKind as IoKind, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::fs::{fstat, open, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -233,54 +232,14 @@ pub fn sha256_read(path: &Path, max_size: Option<u64>) -> Result<(String, Vec<u8
 
 /// `sha256_file` for many paths on `threads` threads (0: one per CPU), results in input order.
 pub fn sha256_files(paths: &[PathBuf], threads: usize) -> Vec<HashResult> {
-    let n = paths.len();
-    let mut threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |t| t.get())
-    } else {
-        threads
-    };
-    threads = threads.min(n.div_ceil(CHUNK)).max(1);
-    if threads == 1 {
-        let mut buf = vec![0u8; BUF_SIZE];
-        return paths
-            .iter()
-            .map(|p| sha256_file_with(p, None, &mut buf))
-            .collect();
-    }
-    let next = AtomicUsize::new(0);
-    let mut slots: Vec<Option<HashResult>> = Vec::with_capacity(n);
-    slots.resize_with(n, || None);
-    let parts: Vec<Vec<(usize, HashResult)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut buf = vec![0u8; BUF_SIZE];
-                    let mut out = Vec::with_capacity(n / threads + CHUNK);
-                    loop {
-                        let start = next.fetch_add(CHUNK, Ordering::Relaxed);
-                        if start >= n {
-                            break;
-                        }
-                        for (i, p) in paths.iter().enumerate().skip(start).take(CHUNK) {
-                            out.push((i, sha256_file_with(p, None, &mut buf)));
-                        }
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
-    for part in parts {
-        for (i, r) in part {
-            slots[i] = Some(r);
-        }
-    }
-    slots
-        .into_iter()
-        .zip(paths)
-        .map(|(r, p)| r.unwrap_or_else(|| Err(CoreError::os(libc::EIO, "hash worker failed", p))))
-        .collect()
+    crate::par::map_chunked(
+        paths,
+        threads,
+        CHUNK,
+        || vec![0u8; BUF_SIZE],
+        |buf, p| sha256_file_with(p, None, buf),
+        |p| Err(CoreError::os(libc::EIO, "hash worker failed", p)),
+    )
 }
 
 #[cfg(test)]

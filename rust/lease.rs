@@ -65,7 +65,12 @@ pub fn open_for_write(path: &Path) -> Result<Option<bool>> {
         Err(e) if e.errno == libc::EAGAIN => return Ok(Some(true)), // a write lease holder
         Err(e) => return Err(e),
     };
-    let fd = file.as_raw_fd();
+    probe(file.as_raw_fd(), path)
+}
+
+/// The lease probe on `fd`, a read-only descriptor of the regular file `path` (see
+/// [`open_for_write`]): taken and released at once.
+pub fn probe(fd: RawFd, path: &Path) -> Result<Option<bool>> {
     match fcntl_int(fd, F_SETSIG, BREAK_SIGNAL) {
         Ok(()) => {}
         Err(errno) if unavailable(errno) => return Ok(None),

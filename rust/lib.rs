@@ -15,11 +15,13 @@ pub mod hash;
 pub mod lease;
 pub mod names;
 pub mod package;
+pub mod par;
 pub mod poll;
 mod pyanchor;
 mod pywatch;
 pub mod settle;
 pub mod spawn;
+pub mod survey;
 pub mod watch;
 pub mod watcher;
 
@@ -88,14 +90,8 @@ fn sha256_read<'py>(
     Ok((hex, PyBytes::new(py, &data)))
 }
 
-/// ``sha256_file`` for many paths in parallel; per path a result or the exception object, in order.
-#[pyfunction]
-#[pyo3(signature = (paths, threads=0))]
-fn sha256_files(
-    py: Python<'_>,
-    paths: &Bound<'_, PyAny>,
-    threads: usize,
-) -> PyResult<Vec<Py<PyAny>>> {
+/// A Python sequence of paths as owned paths (a single ``str`` or ``bytes`` is refused).
+fn path_list(paths: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
     if paths.is_instance_of::<PyString>() || paths.is_instance_of::<PyBytes>() {
         return Err(PyTypeError::new_err(
             "paths must be a sequence of paths, not a single string",
@@ -114,7 +110,18 @@ fn sha256_files(
             None => item.extract::<PathBuf>()?,
         });
     }
-    let paths = owned;
+    Ok(owned)
+}
+
+/// ``sha256_file`` for many paths in parallel; per path a result or the exception object, in order.
+#[pyfunction]
+#[pyo3(signature = (paths, threads=0))]
+fn sha256_files(
+    py: Python<'_>,
+    paths: &Bound<'_, PyAny>,
+    threads: usize,
+) -> PyResult<Vec<Py<PyAny>>> {
+    let paths = path_list(paths)?;
     let results = py.detach(|| hash::sha256_files(&paths, threads));
     let mut out = Vec::with_capacity(results.len());
     for r in results {
@@ -272,6 +279,46 @@ fn open_for_write(py: Python<'_>, path: PathBuf) -> PyResult<Option<bool>> {
     py.detach(|| lease::open_for_write(&path)).map_err(to_pyerr)
 }
 
+/// ``(mtime, writing, priority)`` of one path, as Python sees it.
+type FactsTuple = (Option<f64>, Option<bool>, Option<u8>);
+
+/// For each path (a sweep's candidates): ``(mtime, writing, priority)``, one open per file, with the
+/// GIL released, on up to ``threads`` threads (0: one per CPU). ``mtime`` is None when the file is
+/// gone; ``writing`` None when no read lease can be taken; ``priority`` None when the file has no
+/// ``"priority": N`` (N in 0..10) in its first 64 KiB (see ``rust/survey.rs``).
+#[pyfunction]
+#[pyo3(name = "survey", signature = (paths, threads=0))]
+fn survey_paths(
+    py: Python<'_>,
+    paths: &Bound<'_, PyAny>,
+    threads: usize,
+) -> PyResult<Vec<FactsTuple>> {
+    let paths = path_list(paths)?;
+    let facts = py.detach(|| survey::survey_files(&paths, threads));
+    Ok(facts
+        .into_iter()
+        .map(|f| (f.mtime, f.writing, f.priority))
+        .collect())
+}
+
+/// The first ``limit`` bytes of each regular file in ``paths`` (None: gone, not a regular file, never
+/// followed or blocked on, or unreadable), with the GIL released, on up to ``threads`` threads.
+#[pyfunction]
+#[pyo3(signature = (paths, limit, threads=0))]
+fn read_files<'py>(
+    py: Python<'py>,
+    paths: &Bound<'py, PyAny>,
+    limit: usize,
+    threads: usize,
+) -> PyResult<Vec<Option<Bound<'py, PyBytes>>>> {
+    let paths = path_list(paths)?;
+    let data = py.detach(|| survey::read_small_files(&paths, limit, threads));
+    Ok(data
+        .into_iter()
+        .map(|d| d.map(|d| PyBytes::new(py, &d)))
+        .collect())
+}
+
 /// ``name + suffix``, shortened with ``~`` and a hash of ``name`` when longer than ``limit`` bytes.
 #[pyfunction]
 #[pyo3(signature = (name, suffix=OsString::new(), limit=names::NAME_MAX as i64))]
@@ -306,6 +353,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_package, m)?)?;
     m.add_function(wrap_pyfunction!(install_tree, m)?)?;
     m.add_function(wrap_pyfunction!(open_for_write, m)?)?;
+    m.add_function(wrap_pyfunction!(survey_paths, m)?)?;
+    m.add_function(wrap_pyfunction!(read_files, m)?)?;
     m.add_function(wrap_pyfunction!(fit_name, m)?)?;
     m.add_function(wrap_pyfunction!(spawn_wait, m)?)?;
     pywatch::register(m)?;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import time
 from pathlib import Path
 
 from conductor_loop.layout import Layout
@@ -104,3 +105,32 @@ def test_same_bytes_are_filed_new_bytes_fail_on_their_last_run(tmp_path: Path) -
     doc = json.loads(Path(layout.status_path("intent-l.json")).read_text())
     assert doc["status"] == "failed" and "on 3 runs in a row" in doc["message"]
     assert doc["sha256"] == hashlib.sha256(b'{"new": 1}').hexdigest()
+
+
+def _meta(layout: Layout, key: str) -> object:
+    with StateStore(layout.root, readonly=True) as state:
+        return state.get_meta(key)
+
+
+def test_published_meta_is_written_by_the_recorder_idle_or_with_the_next_group(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path / "handoff"))
+    layout.make_dirs()
+    out = tmp_path / "out"
+    out.mkdir()
+    rec = Recorder(layout, str(out))
+    rec.start_and_wait()
+    try:
+        rec.publish("live", {"queue": 3})  # nothing in hand: written at once, on its own
+        deadline = time.monotonic() + 30
+        while _meta(layout, "live") != {"queue": 3}:
+            assert time.monotonic() < deadline, "the idle recorder never wrote the published value"
+            time.sleep(0.01)
+        ok = result(layout, "intent-ok.json")
+        rec.submit([ok])
+        rec.publish("live", {"queue": 0})  # a group in hand: it rides along with that group's commit
+        (answer,) = answers(rec)
+        assert answer.error is None
+        assert _meta(layout, "live") == {"queue": 0}
+    finally:
+        rec.stop()
+        rec.close()

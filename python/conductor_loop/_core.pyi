@@ -185,6 +185,19 @@ def spawn_wait(
     started, ``ValueError`` for a NUL byte. ``pidfd=False`` polls ``waitid(WNOWAIT)`` every 10 ms instead
     (kernels without ``pidfd_open``)."""
 
+def survey(paths: Sequence[str], threads: int = 0) -> list[tuple[float | None, bool | None, int | None]]:
+    """For each path, in order: ``(mtime, writing, priority)`` with one open per file (``O_NOFOLLOW |
+    O_NONBLOCK``), the GIL released, on up to ``threads`` threads (0: one per CPU). ``mtime`` (seconds)
+    is None when the file or its directory is gone; ``writing`` is the read-lease probe of
+    :func:`open_for_write` (None: leases unavailable); ``priority`` is N of the first ``"priority": N``
+    in the first 64 KiB when N is 0..10, else None. A link, a FIFO, a directory or an unreadable file
+    is reported by its ``lstat``: ``(mtime, False, None)``. Never raises for a path."""
+
+def read_files(paths: Sequence[str], limit: int, threads: int = 0) -> list[bytes | None]:
+    """The first ``limit`` bytes of each regular file in ``paths``, in order, with the GIL released, on up
+    to ``threads`` threads (0: one per CPU); None for a path that is gone, is not a regular file (never
+    followed, never blocked on) or cannot be read. Never raises for a path."""
+
 def open_for_write(path: str) -> bool | None:
     """Whether some process (this one included) has the regular file ``path`` open for writing.
 

@@ -8,7 +8,7 @@ finds settled. A fresh intent is queued with its dedupe basis from the state (th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from conductor_loop.intake import Intake
 from conductor_loop.layout import Layout, dedupe_basis
@@ -76,7 +76,7 @@ class Feed:
             self.telemetry.note("scan.lease_unavailable", level=30, intent=os.path.basename(unknown),
                                 reason="cannot take a read lease (not the file's owner without CAP_LEASE, or a "
                                 "filesystem without leases); files found by a scan are taken once quiet for --debounce")
-        return self.offer(settled, settled=False)
+        return self.offer(settled, settled=False, priorities=settled)
 
     def look_again(self) -> None:
         """Young files whose quiet period ended."""
@@ -84,8 +84,9 @@ class Feed:
         if due:
             self.take_settled(due)
 
-    def offer(self, paths: Iterable[str], *, settled: bool) -> int:
-        """Queue the fresh ones of ``paths`` with their dedupe basis; returns how many were queued."""
+    def offer(self, paths: Iterable[str], *, settled: bool, priorities: Mapping[str, int] | None = None) -> int:
+        """Queue the fresh ones of ``paths`` with their dedupe basis (and their priority, when the sweep's
+        survey found it already); returns how many were queued."""
         fresh = self.queue.admit(paths, settled=settled)
         for path in fresh:
             self.intake.forget(path)
@@ -95,7 +96,8 @@ class Feed:
         for path in fresh:
             basis = dedupe_basis(rows.get(path))
             prev_sha, prev_when = basis if basis is not None else (None, None)
-            self.queue.push(WorkItem(path=path, prev_sha256=prev_sha, prev_when=prev_when))
+            hint = priorities.get(path) if priorities is not None else None
+            self.queue.push(WorkItem(path=path, prev_sha256=prev_sha, prev_when=prev_when), priority=hint)
         self.telemetry.total_hint += len(fresh)
         return len(fresh)
 

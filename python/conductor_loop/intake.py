@@ -3,7 +3,7 @@
 The watcher reports paths that settled (closed after writing, then quiet for the debounce); a sweep
 of the directory finds candidates an event missed. A swept file counts as settled when the watcher
 does not see it being written, its mtime is older than the debounce and no process holds it open for
-writing (a read lease tells: :func:`open_writer`); otherwise it is *young* and looked at again when
+writing (a read lease tells: :func:`survey`); otherwise it is *young* and looked at again when
 its quiet period ends. Where leases are unavailable the mtime alone decides, and the feed says so in
 the log once (README, "Settle, then take"). Once mode gives young files up after
 ``max(5 s, 10 x debounce)`` with nothing else to do (README, ``run``).
@@ -13,10 +13,8 @@ Plain state with an injected clock: no processes, no threads.
 
 from __future__ import annotations
 
-import os
-import re
-import stat
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import NamedTuple
 
 from conductor_loop import _core
 from conductor_loop.clock import SYSTEM_CLOCK, Clock
@@ -26,53 +24,42 @@ LOOK_AGAIN_SLACK = 0.001
 #: A quiet file still open for writing is looked at again after the debounce, at least this long.
 OPEN_LOOK_AGAIN = 0.05
 DEFAULT_PRIORITY = 5
-_PRIORITY = re.compile(rb'"priority"\s*:\s*(\d{1,3})\b')
+
+
+class Facts(NamedTuple):
+    """What a sweep learns of one candidate (:func:`survey`)."""
+
+    #: Seconds since the epoch of its last change; None when it is gone (or its directory is).
+    mtime: float | None
+    #: Some process holds it open for writing; None when no read lease can be taken on it.
+    writing: bool | None
+    #: Its ``"priority"`` (0..10) as found in its first bytes, or :data:`DEFAULT_PRIORITY`.
+    priority: int
+
+
+def survey(paths: Sequence[str]) -> list[Facts]:
+    """:class:`Facts` of each path, one open per file, GIL released (``_core.survey``, ``rust/survey.rs``).
+
+    The priority is a scheduling hint only: the worker's single read is what is validated and executed.
+    Never blocks, never follows links; a link, a FIFO or an unreadable file is reported by its ``lstat``.
+    """
+    return [Facts(m, w, DEFAULT_PRIORITY if p is None else p) for m, w, p in _core.survey(paths)]
 
 
 def peek_priority(path: str) -> int:
-    """Best-effort ``priority`` of an intent for queue ordering (never blocks, never follows links).
-
-    A scheduling hint only: the worker's single read is what is validated and executed.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return DEFAULT_PRIORITY
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return DEFAULT_PRIORITY
-        m = _PRIORITY.search(os.read(fd, 65536))
-    except OSError:
-        return DEFAULT_PRIORITY
-    finally:
-        os.close(fd)
-    if m is None:
-        return DEFAULT_PRIORITY
-    value = int(m.group(1))
-    return value if 0 <= value <= 10 else DEFAULT_PRIORITY
-
-
-def open_writer(path: str) -> bool | None:
-    """Whether some process holds ``path`` open for writing (:func:`conductor_loop._core.open_for_write`).
-
-    ``None`` when leases are unavailable for it; a file that is gone or not a regular file is "not
-    open" (the worker's validation decides about it).
-    """
-    try:
-        return _core.open_for_write(path)
-    except OSError:
-        return False
+    """Best-effort ``priority`` of one intent for queue ordering (the rule of :func:`survey`)."""
+    return survey([path])[0].priority
 
 
 class Intake:
     """Tracks young files and decides which swept candidates are settled."""
 
     def __init__(
-        self, debounce: float, clock: Clock = SYSTEM_CLOCK, writing: Callable[[str], bool | None] = open_writer
+        self, debounce: float, clock: Clock = SYSTEM_CLOCK, facts: Callable[[Sequence[str]], list[Facts]] = survey
     ) -> None:
         self.debounce = debounce
         self.clock = clock
-        self.writing = writing
+        self.facts = facts
         #: Young paths and the wall-clock time to look at them again.
         self.young: dict[str, float] = {}
         self._waiting_since: float | None = None
@@ -85,41 +72,34 @@ class Intake:
         return max(5.0, 10 * self.debounce)
 
     def settled(
-        self,
-        paths: Iterable[str],
-        *,
-        pending: Collection[str] = (),
-        known: Callable[[str], bool] = lambda _p: False,
-        mtime: Callable[[str], float] = lambda p: os.lstat(p).st_mtime,
-    ) -> list[str]:
-        """Those of swept ``paths`` that are settled; the others are remembered as young.
+        self, paths: Iterable[str], *, pending: Collection[str] = (), known: Callable[[str], bool] = lambda _p: False
+    ) -> dict[str, int]:
+        """Those of swept ``paths`` that are settled, each with its priority; the others are remembered as young.
 
         ``pending``: paths the watcher sees being written; ``known``: paths already queued or running
-        (skipped); ``mtime`` raises ``OSError`` for a path that is gone.
+        (skipped). The facts of the rest are gathered in one batch (:func:`survey`).
         """
         now = self.clock.time()
-        ready: list[str] = []
+        fresh: list[str] = []
         for path in paths:
             if known(path):
                 self.young.pop(path, None)
-                continue
-            try:
-                modified = mtime(path)
-            except OSError:  # gone (or its directory is)
+            else:
+                fresh.append(path)
+        ready: dict[str, int] = {}
+        for path, facts in zip(fresh, self.facts(fresh) if fresh else (), strict=True):
+            if facts.mtime is None:  # gone (or its directory is)
                 self.young.pop(path, None)
-                continue
-            if path in pending or now - modified < self.debounce:
-                self.young[path] = max(now, modified + self.debounce) + LOOK_AGAIN_SLACK
-                continue
-            if self._open_for_write(path):  # quiet, but its writer still holds it: look again later
+            elif path in pending or now - facts.mtime < self.debounce:
+                self.young[path] = max(now, facts.mtime + self.debounce) + LOOK_AGAIN_SLACK
+            elif self._open_for_write(path, facts.writing):  # quiet, but its writer still holds it: look again
                 self.young[path] = now + max(self.debounce, OPEN_LOOK_AGAIN)
-                continue
-            self.young.pop(path, None)
-            ready.append(path)
+            else:
+                self.young.pop(path, None)
+                ready[path] = facts.priority
         return ready
 
-    def _open_for_write(self, path: str) -> bool:
-        answer = self.writing(path)
+    def _open_for_write(self, path: str, answer: bool | None) -> bool:
         if answer is None and not self._lease_reported:
             self._lease_reported, self._lease_unknown = True, path
         return bool(answer)

@@ -108,14 +108,26 @@ def error_log_name(filed_name: str) -> str:
     return fit_name(filed_name, ERROR_LOG_SUFFIX)
 
 
+#: How much of a status file is read.
+STATUS_READ_LIMIT = 1 << 20
+
+
+def read_status_files(paths: list[str]) -> list[dict[str, Any] | None]:
+    """The JSON object of each status file (at most :data:`STATUS_READ_LIMIT` read; read in one batch, never
+    through a link, never blocking on a FIFO), or None when missing, unreadable or not an object."""
+    docs: list[dict[str, Any] | None] = []
+    for data in _core.read_files(paths, STATUS_READ_LIMIT) if paths else ():
+        try:
+            doc = json.loads(data) if data is not None else None
+        except ValueError:
+            doc = None
+        docs.append(doc if isinstance(doc, dict) else None)
+    return docs
+
+
 def read_status_file(path: str) -> dict[str, Any] | None:
-    """The JSON object of a status file (at most 1 MiB read), or None when missing or not an object."""
-    try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read(1 << 20))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    """The JSON object of one status file (:func:`read_status_files`)."""
+    return read_status_files([path])[0]
 
 
 class RowLike(Protocol):
@@ -244,12 +256,15 @@ class Layout:
         """The status file of ``intent_name``, if there is a readable one."""
         return read_status_file(self.status_path(intent_name))
 
-    def final_status(self, intent_name: str) -> tuple[str, str, str] | None:
-        """(status, sha256, message) of a status file that records a final outcome."""
-        doc = self.read_status(intent_name)
-        if doc is None or doc.get("status") not in FINAL_STATUSES or not isinstance(doc.get("sha256"), str):
-            return None
-        return str(doc["status"]), str(doc["sha256"]), str(doc.get("message", ""))
+    def final_statuses(self, intent_names: list[str]) -> list[tuple[str, str, str] | None]:
+        """For each intent, (status, sha256, message) of its status file when that records a final outcome."""
+        docs = read_status_files([self.status_path(n) for n in intent_names])
+        return [
+            (str(doc["status"]), str(doc["sha256"]), str(doc.get("message", "")))
+            if doc is not None and doc.get("status") in FINAL_STATUSES and isinstance(doc.get("sha256"), str)
+            else None
+            for doc in docs
+        ]
 
     def scan(self) -> list[str]:
         """Paths of the intent candidates directly in the handoff (raises ``OSError``)."""

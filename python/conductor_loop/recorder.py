@@ -4,7 +4,8 @@ The loop hands groups of final results to one :class:`Recorder` thread, which ma
 files them: one ``syncfs`` for the group (status files and packages the workers wrote), one SQLite
 transaction (which also marks the previous group filed), the no-clobber moves, one fsync per touched
 directory. The blocking calls release the GIL, so the loop keeps feeding workers meanwhile. The
-thread owns its own SQLite connection; it is the only writer of intent rows while the loop runs.
+thread owns its own SQLite connection; it is the only writer of intent rows while the loop runs, and it
+writes the live figures the loop publishes (:meth:`Recorder.publish`) with its next commit.
 
 Data flows one way: a group goes in with the facts it needs (the paths seen changing while they
 ran); a :class:`~conductor_loop.records.GroupRecorded` comes back as data the loop reads when
@@ -20,6 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Collection, Mapping
+from typing import Any
 
 from conductor_loop import _core
 from conductor_loop.faults import fault_of
@@ -31,6 +33,8 @@ from conductor_loop.state import StateStore
 
 #: A group of results, the paths seen written while they ran, and the paths on their last run.
 _Group = tuple[list[WorkResult], frozenset[str], dict[str, int]]
+#: In the inbox: meta values are waiting and no group may come soon to carry them.
+_META = "meta"
 
 #: A group's "filed" marks ride along with the next group's commit; without one this soon, alone.
 IDLE_FILE_AFTER = 0.05
@@ -44,7 +48,9 @@ class Recorder(threading.Thread):
         self.layout = layout
         self.out = out
         self.out_dev_differs = os.stat(out).st_dev != os.stat(layout.root).st_dev
-        self._inbox: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Group | str | None] = queue.SimpleQueue()
+        self._meta: dict[str, Any] = {}
+        self._meta_lock = threading.Lock()
         self._answers: deque[GroupRecorded] = deque()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._unfiled: list[tuple[str, str]] = []
@@ -67,6 +73,14 @@ class Recorder(threading.Thread):
         """
         self.pending += 1
         self._inbox.put((results, frozenset(changed), dict(last_runs or {})))
+
+    def publish(self, key: str, value: Any) -> None:
+        """Have ``value`` stored under ``key`` in the state's meta table (the live figures): with the next
+        group's commit, or at once when no group is in hand. The loop's thread never waits on SQLite."""
+        with self._meta_lock:
+            self._meta[key] = value
+        if not self.pending:
+            self._inbox.put(_META)
 
     def fileno(self) -> int:
         """Readable when answers are waiting (for ``multiprocessing.connection.wait``)."""
@@ -133,16 +147,23 @@ class Recorder(threading.Thread):
                 continue
             if got is None:
                 break
-            group, changed, last_runs = got
-            try:
-                filed = self._record(state, group, changed, last_runs)
-                self.groups, self.grouped = self.groups + 1, self.grouped + len(group)
-                self._answer(GroupRecorded(group, filed))
-            except Exception as exc:  # noqa: BLE001 - reported to the loop, intents stay put
-                self._answer(GroupRecorded(group, [], error=str(exc), fault=fault_of(exc, state.path)))
+            if not isinstance(got, str):
+                self._group(state, *got)
+            if self._meta:  # published after this group's commit began, or with none in hand: on its own
+                with contextlib.suppress(Exception):  # best effort: published again within a second
+                    state.record([], meta=self._take_meta())
         if self._unfiled:
             with contextlib.suppress(Exception):  # marked on the next start (recovery) when this fails
                 state.mark_filed(self._unfiled)
+
+    def _group(self, state: StateStore, group: list[WorkResult], changed: frozenset[str],
+               last_runs: dict[str, int]) -> None:
+        try:
+            filed = self._record(state, group, changed, last_runs)
+            self.groups, self.grouped = self.groups + 1, self.grouped + len(group)
+            self._answer(GroupRecorded(group, filed))
+        except Exception as exc:  # noqa: BLE001 - reported to the loop, intents stay put
+            self._answer(GroupRecorded(group, [], error=str(exc), fault=fault_of(exc, state.path)))
 
     def _record(
         self, state: StateStore, group: list[WorkResult], changed: frozenset[str], last_runs: dict[str, int]
@@ -151,7 +172,7 @@ class Recorder(threading.Thread):
         _core.syncfs(self.layout.root)  # group commit: status files and packages of the whole group
         if self.out_dev_differs:
             _core.syncfs(self.out)
-        state.record([_row(r) for r in group], filed=self._unfiled)
+        state.record([_row(r) for r in group], filed=self._unfiled, meta=self._take_meta())
         self._unfiled = []
         answers = [self._file(r, kind) for r, kind in checked]
         late = [a.result for a, (_r, k) in zip(answers, checked, strict=True) if a.kind is Filing.GONE and k is None]
@@ -167,6 +188,11 @@ class Recorder(threading.Thread):
         for d in touched:
             self.layout.anchor.fsync_dir(d)
         return answers
+
+    def _take_meta(self) -> dict[str, Any]:
+        with self._meta_lock:
+            meta, self._meta = self._meta, {}
+        return meta
 
     def _check(self, r: WorkResult, seen_written: bool, last_run: int | None) -> Filing | None:
         """Before the commit: is the intent still there, with the content porch ran on?

@@ -58,11 +58,18 @@ def remove_stale_temps(layout: Layout) -> None:
                     layout.anchor.unlink(e.path)
 
 
-def recorded_outcome(layout: Layout, path: str, row: IntentRow | None) -> tuple[str, str, str, bool] | None:
-    """(status, sha256, message, from status file) of a recorded but unfiled intent, if any."""
-    if row is not None and row.filed_at is None and row.status in ("success", "skipped", "failed") and row.sha256:
+def recorded_in_state(row: IntentRow | None) -> bool:
+    """The state records a final outcome of this intent that was not filed yet."""
+    return bool(row is not None and row.filed_at is None and row.status in ("success", "skipped", "failed")
+                and row.sha256)
+
+
+def recorded_outcome(row: IntentRow | None, final: tuple[str, str, str] | None) -> tuple[str, str, str, bool] | None:
+    """(status, sha256, message, from status file) of a recorded but unfiled intent, if any: from its
+    ``row``, else from ``final``, what its status file records (:meth:`Layout.final_statuses`)."""
+    if row is not None and recorded_in_state(row):
+        assert row.sha256 is not None
         return row.status, row.sha256, row.message, False
-    final = layout.final_status(os.path.basename(path))
     if final is None:
         return None
     status, sha, message = final
@@ -118,10 +125,12 @@ class Recovery:
 
     def _file_recorded(self, candidates: Sequence[str]) -> int:
         rows = self.state.get_many(list(candidates))
+        probe = [p for p in candidates if not recorded_in_state(rows.get(p))]  # their status files, in one batch
+        finals = dict(zip(probe, self.layout.final_statuses([os.path.basename(p) for p in probe]), strict=True))
         finished: list[tuple[str, str]] = []
         late: list[Recorded] = []
         for path in candidates:
-            recorded = recorded_outcome(self.layout, path, rows.get(path))
+            recorded = recorded_outcome(rows.get(path), finals.get(path))
             if recorded is None:
                 continue
             status, sha, message, from_status_file = recorded

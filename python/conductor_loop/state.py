@@ -37,7 +37,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -124,6 +124,11 @@ class Outcome:
 
 
 _SQL_FILED = "UPDATE intents SET moved_to = ?, filed_at = ? WHERE path = ?"
+_SQL_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+
+
+def _meta_rows(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [(key, json.dumps(value, sort_keys=True)) for key, value in values.items()]
 
 
 def _row(values: tuple[Any, ...]) -> IntentRow:
@@ -309,17 +314,24 @@ class StateStore:
         now = time.time()
         self._write(_SQL_CLAIM, [(p, h, s, now) for p, h, s in items])
 
-    def record(self, outcomes: Sequence[Outcome], *, filed: Sequence[tuple[str, str]] = ()) -> None:
+    def record(
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        filed: Sequence[tuple[str, str]] = (),
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
         """Record a batch of finished intents in one transaction; sets ``processed_at=now``.
 
         ``filed`` (``(path, moved_to)`` of an earlier batch whose moves are done) is marked filed in
-        the same transaction, before the new rows are written: one commit per batch.
+        the same transaction, before the new rows are written: one commit per batch. ``meta``: values
+        stored as :meth:`set_meta` stores them, in the same commit.
 
         ``filed_at`` is cleared (the file has not been moved yet: :meth:`mark_filed` does that);
         ``moved_to`` is the outcome's planned destination.  A path never claimed gets a row with
         ``attempts=1``.
         """
-        if not outcomes:
+        if not outcomes and not meta:
             return
         for o in outcomes:
             if o.status not in FINISHED:
@@ -327,6 +339,7 @@ class StateStore:
         now = time.time()
         self._write_many(
             [
+                (_SQL_META, _meta_rows(meta or {})),
                 (_SQL_FILED, [(dest, now, path) for path, dest in filed]),
                 (
                     _SQL_RECORD,
@@ -373,10 +386,7 @@ class StateStore:
 
     def set_meta(self, key: str, value: Any) -> None:
         """Store a JSON-serialisable ``value`` under ``key`` in the meta table."""
-        self._write(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [(key, json.dumps(value, sort_keys=True))],
-        )
+        self._write(_SQL_META, _meta_rows({key: value}))
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default``."""

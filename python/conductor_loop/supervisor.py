@@ -170,11 +170,12 @@ class Supervisor:
             self.telemetry.note("porch.reaped", level=30, count=reaped, reason="left by an earlier run")
         recover_out(self.cfg, self.executor, self.out)
         recovery = Recovery(self.layout, self.state, self.cfg.max_file_size)
-        recovered = recovery.run(self.feed.scan())
+        candidates = self.feed.scan()
+        recovered = recovery.run(candidates)
         for note in recovery.notes:
             self.telemetry.emit(note)
         before = self.queue.ready
-        self.feed.sweep()
+        self.feed.take_settled(candidates)  # the first sweep: what recovery filed is gone, the watch has the rest
         self.telemetry.note("loop.reconcile", recovered=recovered, queued=self.queue.ready - before)
         return self.queue.ready + len(self.intake.young)
 
@@ -291,10 +292,11 @@ class Supervisor:
             self.feed.look_again()
 
     def publish(self) -> None:
-        """The live figures ``status`` shows (telemetry decides when: :meth:`Telemetry.publish_live`)."""
-        state = self.state
-        assert state is not None
-        self.telemetry.publish_live(self._figures(), lambda live: self.storage.guard(state.set_meta, "live", live))
+        """The live figures ``status`` shows (telemetry decides when: :meth:`Telemetry.publish_live`), written
+        by the recorder with its next commit: this thread never waits on SQLite for them."""
+        recorder = self.recorder
+        assert recorder is not None
+        self.telemetry.publish_live(self._figures(), lambda live: recorder.publish("live", live))
 
     def autoscale(self) -> None:
         """Once a second: let the autoscaler size the pool."""

@@ -166,10 +166,12 @@ class WorkQueue:
             fresh.append(path)
         return fresh
 
-    def push(self, item: WorkItem, *, lone: bool = False) -> None:
-        """Queue ``item`` as ready (``lone``: it goes to a worker in a batch of its own)."""
+    def push(self, item: WorkItem, *, lone: bool = False, priority: int | None = None) -> None:
+        """Queue ``item`` as ready (``lone``: it goes to a worker in a batch of its own); ``priority``: its
+        hint when the caller has it already (else the queue's ``priority`` function reads it)."""
         entry = _Entry(item, lone)
-        heapq.heappush(self._heap, (-self.priority(item.path), self.clock.monotonic(), next(self._seq), entry))
+        rank = self.priority(item.path) if priority is None else priority
+        heapq.heappush(self._heap, (-rank, self.clock.monotonic(), next(self._seq), entry))
         self._queued[item.path] = entry
 
     def release_due(self) -> None:
