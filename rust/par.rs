@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How many threads `threads` asks for (0: one per CPU), at most one per chunk, at least one.
 fn thread_count(threads: usize, items: usize, chunk: usize) -> usize {
+    if items <= chunk {
+        return 1; // one chunk: no thread, and no look at the CPU count (it reads the cgroup's files)
+    }
     let wanted = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |t| t.get())
     } else {

@@ -25,6 +25,7 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 from conductor_loop.records import ABORT_SIGNAL, WorkItem, WorkResult
+from conductor_loop.waitset import readable
 
 if TYPE_CHECKING:
     from conductor_loop.workqueue import WorkQueue
@@ -197,7 +198,7 @@ class Pool:
             if w is None:
                 continue
             try:
-                while w.conn.poll():
+                while readable(w.conn):
                     got: list[WorkResult] = w.conn.recv()
                     w.served += 1
                     if w.inflight:

@@ -23,7 +23,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
 from conductor_loop import leftovers
@@ -49,6 +48,7 @@ from conductor_loop.staff import Staff, worker_bounds
 from conductor_loop.state import StateStore
 from conductor_loop.storage import StorageGuard
 from conductor_loop.telemetry import Figures, HandoffChecked, Phase, StateOpened, Swept, Telemetry, WatchNews
+from conductor_loop.waitset import WaitSet
 from conductor_loop.watch import WatchSource, choose_backend
 from conductor_loop.workqueue import WorkQueue
 
@@ -94,6 +94,7 @@ class Supervisor:
         self.storage = StorageGuard((self.layout.state_dir, self.out), self.telemetry, self.layout.db)
         self._next_sweep = 0.0
         self._last_scale = 0.0
+        self._waitset = WaitSet()
 
     @property
     def summary(self) -> RunSummary:
@@ -245,7 +246,7 @@ class Supervisor:
         """THE wait: workers' pipes and sentinels, the recorder, the watch source, the signal pipe."""
         assert self.pool is not None and self.recorder is not None and self.watch is not None
         own = (self.signals.fileno(), self.recorder.fileno(), *self.watch.wait_objects())
-        ready = mp_wait([*self.pool.wait_objects(), *own], self._next_timeout())
+        ready = self._waitset.wait([*self.pool.wait_objects(), *own], self._next_timeout())
         return [r for r in ready if r not in own]
 
     def collect(self, ready: list[Any]) -> None:

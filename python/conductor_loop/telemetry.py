@@ -172,6 +172,7 @@ class Telemetry:
         self.started_at = time.time()
         self._live_at = 0.0
         self._live_figures: Figures | None = None
+        self._gauged: Figures | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             Note: self._note,
             IntentFiled: self._filed,
@@ -308,6 +309,9 @@ class Telemetry:
 
     def _figures(self, e: Figures) -> None:
         # Every turn, so every scrape is true; the queue as ``status`` shows it (retries waiting included).
+        if e == self._gauged:
+            return  # unchanged since the last turn: the gauges say so already
+        self._gauged = e
         self.metrics.queue_depth.set(e.ready + e.delayed)
         self.metrics.workers.set(e.workers)
         self.metrics.workers_busy.set(e.busy)
