@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from conductor_loop.layout import Layout
@@ -33,7 +35,9 @@ def answers(rec: Recorder) -> list[GroupRecorded]:
     return got
 
 
-def test_record_then_move_and_answer_as_data(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def running(tmp_path: Path) -> Iterator[tuple[Layout, Recorder]]:
+    """A made handoff and a started recorder (stopped and closed after)."""
     layout = Layout(str(tmp_path / "handoff"))
     layout.make_dirs()
     out = tmp_path / "out"
@@ -41,6 +45,14 @@ def test_record_then_move_and_answer_as_data(tmp_path: Path) -> None:
     rec = Recorder(layout, str(out))
     rec.start_and_wait()
     try:
+        yield layout, rec
+    finally:
+        rec.stop()
+        rec.close()
+
+
+def test_record_then_move_and_answer_as_data(tmp_path: Path) -> None:
+    with running(tmp_path) as (layout, rec):
         ok = result(layout, "intent-ok.json")
         bad = result(layout, "intent-bad.json", Outcome.FAILED)
         bad.detail = "why it failed\n"
@@ -63,9 +75,6 @@ def test_record_then_move_and_answer_as_data(tmp_path: Path) -> None:
         assert json.loads(Path(layout.status_path("intent-ok.json")).read_text())["moved_to"] == moved
         assert Path(layout.error_log_path("intent-bad.json")).read_text() == "why it failed\n"
         assert Path(changed.path).exists() and Path(rewritten.path).exists()
-    finally:
-        rec.stop()
-        rec.close()
     with StateStore(layout.root, readonly=True) as state:
         row = state.get(ok.path)
         assert row is not None and row.status == "success" and row.filed_at is not None
@@ -113,13 +122,7 @@ def _meta(layout: Layout, key: str) -> object:
 
 
 def test_published_meta_is_written_by_the_recorder_idle_or_with_the_next_group(tmp_path: Path) -> None:
-    layout = Layout(str(tmp_path / "handoff"))
-    layout.make_dirs()
-    out = tmp_path / "out"
-    out.mkdir()
-    rec = Recorder(layout, str(out))
-    rec.start_and_wait()
-    try:
+    with running(tmp_path) as (layout, rec):
         rec.publish("live", {"queue": 3})  # nothing in hand: written at once, on its own
         deadline = time.monotonic() + 30
         while _meta(layout, "live") != {"queue": 3}:
@@ -131,6 +134,3 @@ def test_published_meta_is_written_by_the_recorder_idle_or_with_the_next_group(t
         (answer,) = answers(rec)
         assert answer.error is None
         assert _meta(layout, "live") == {"queue": 0}
-    finally:
-        rec.stop()
-        rec.close()

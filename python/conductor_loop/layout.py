@@ -252,10 +252,6 @@ class Layout:
         """``failed/<filed_name>.error.log``."""
         return os.path.join(self.failed, error_log_name(filed_name))
 
-    def read_status(self, intent_name: str) -> dict[str, Any] | None:
-        """The status file of ``intent_name``, if there is a readable one."""
-        return read_status_file(self.status_path(intent_name))
-
     def final_statuses(self, intent_names: list[str]) -> list[tuple[str, str, str] | None]:
         """For each intent, (status, sha256, message) of its status file when that records a final outcome."""
         docs = read_status_files([self.status_path(n) for n in intent_names])
