@@ -229,6 +229,23 @@ def test_go_single_dash_spellings(handoff: Path, out_dir: Path) -> None:
     assert (out_dir / "oran-odu" / "odu-high-phy-scaling" / "README.md").exists()
 
 
+def test_once_over_nothing_starts_no_worker(handoff: Path, out_dir: Path) -> None:
+    """A cron-driven once-run over an empty handoff (non-intents and a filed intent only) starts no worker
+    process and no forkserver; the next once-run with an intent starts one and files it."""
+    (handoff / "notes.txt").write_text("not an intent")
+    r = once(handoff, out_dir, "--log-format", "json")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+    start = next(e for e in events if e["event"] == "loop.start")
+    assert start["workers"] == 0 and start["backlog"] == 0
+    assert not [e for e in events if e["event"].startswith("worker.")]
+    assert "processed 0, skipped 0, failed 0" in r.stdout
+    write_intent(handoff, "intent-a.json")
+    r = once(handoff, out_dir, "--log-format", "json")
+    assert r.returncode == 0 and "processed 1, skipped 0, failed 0" in r.stdout, r.stderr
+    assert (handoff / "notes.txt").exists() and (handoff / "processed" / "intent-a.json").exists()
+
+
 def test_dry_run_touches_nothing(handoff: Path, out_dir: Path) -> None:
     write_intent(handoff, "intent-a.json")
     write_intent(handoff, "intent-b.json", replicas=0)

@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 
+from conductor_loop.metrics import Health, Metrics
 from conductor_loop.pool import BootFailures, Death, Pool, WorkerHandle
 from conductor_loop.records import Outcome, WorkItem, WorkResult
+from conductor_loop.staff import Staff
+from conductor_loop.telemetry import Telemetry
 from poolworker import echo
 
 
@@ -125,18 +128,27 @@ def test_boot_failures_in_a_row_are_fatal() -> None:
     assert not boot.exited(handle()) and boot.count == 0  # died long after its start: not a boot failure
 
 
-def test_forkserver_starts_with_the_pool_and_preloads() -> None:
-    """The forkserver is running (its imports under way) as soon as the pool exists, before any spawn, told
-    to preload what the pool was given, which the loop's own process never imported (a fresh interpreter, so
-    no forkserver of an earlier test)."""
+def test_forkserver_starts_when_the_staff_expects_work_and_preloads() -> None:
+    """No forkserver for a pool alone, nor for a once-run that found nothing; once files are found (or in
+    watch mode) it runs, its imports under way before any spawn, told to preload what the pool was given,
+    which the loop's own process never imported (a fresh interpreter, so no forkserver of an earlier test)."""
     script = (
         "import os, sys\n"
+        "from conductor_loop.metrics import Health, Metrics\n"
         "from conductor_loop.pool import Pool\n"
+        "from conductor_loop.staff import Staff\n"
+        "from conductor_loop.telemetry import Telemetry\n"
         "from poolworker import echo\n"
+        "def kids():\n"
+        "    return [open(f'/proc/{c}/cmdline', 'rb').read() for t in os.listdir('/proc/self/task')\n"
+        "            for c in open(f'/proc/self/task/{t}/children').read().split()]\n"
         "p = Pool('s', echo, start_method='forkserver', preload=('conductor_loop.porch',))\n"
-        "kids = [open(f'/proc/{c}/cmdline', 'rb').read() for t in os.listdir('/proc/self/task')\n"
-        "        for c in open(f'/proc/self/task/{t}/children').read().split()]\n"
-        "assert any(b'multiprocessing.forkserver' in k and b'conductor_loop.porch' in k for k in kids), kids\n"
+        "staff = Staff(p, Telemetry(Metrics(), Health(), None), (1, 2))\n"
+        "staff.prepare(0, True)\n"
+        "staff.start(0, True)\n"
+        "assert kids() == [] and p.size == 0, kids()\n"
+        "staff.prepare(3, True)\n"
+        "assert any(b'multiprocessing.forkserver' in k and b'conductor_loop.porch' in k for k in kids()), kids()\n"
         "assert 'conductor_loop.porch' not in sys.modules  # imported there, not here\n"
         "p.stop(timeout=5)\n"
         "print('ok')\n"
@@ -144,3 +156,26 @@ def test_forkserver_starts_with_the_pool_and_preloads() -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env, check=False)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+@pytest.mark.parametrize(("backlog", "once", "started"), [(0, True, 0), (0, False, 1), (1, True, 1), (5, True, 2)])
+def test_first_workers_by_backlog_and_mode(pool: Pool, backlog: int, once: bool, started: int) -> None:
+    """A once-run with nothing to do starts no worker; watch mode starts the floor; a backlog up to the ceiling."""
+    staff = Staff(pool, Telemetry(Metrics(), Health(), None), (1, 2))
+    staff.start(backlog, once)
+    assert pool.size == started
+
+
+def test_a_worker_is_started_when_an_intent_turns_up_and_none_lives(pool: Pool) -> None:
+    """cover(): nothing ready, nothing started; ready with no worker, one; ready with a worker, no more."""
+    staff = Staff(pool, Telemetry(Metrics(), Health(), None), (1, 2))
+    staff.start(0, True)
+    staff.cover(False)
+    assert pool.size == 0
+    staff.cover(True)
+    assert pool.size == 1
+    staff.cover(True)
+    assert pool.size == 1
+    assert pool.send(next(iter(pool.workers.values())), [WorkItem("x")])
+    results, _ = gather(pool, want_results=1)
+    assert [r.path for r in results] == ["x"]

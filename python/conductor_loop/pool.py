@@ -90,9 +90,6 @@ class Pool:
         self.ctx = mp.get_context(start_method)
         if start_method == "forkserver":
             self.ctx.set_forkserver_preload([target.__module__, __name__, *preload])
-            # Started now, not at the first spawn: its interpreter start and imports (~0.2 s) overlap the
-            # loop's own start-up (recovery, the first sweep) instead of delaying the first worker.
-            forkserver.ensure_running()
         self.heartbeat: Any = self.ctx.Array("d", MAX_SLOTS, lock=False)
         #: Set once by :meth:`hand_back`; every worker reads it before it starts an item.
         self.stopping: Any = self.ctx.Value("b", 0, lock=False)
@@ -103,6 +100,13 @@ class Pool:
         self.idle_queued_s = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def warm(self) -> None:
+        """Start the forkserver now, not at the first spawn: its interpreter start and imports (~0.2 s) then
+        overlap the loop's own start-up (recovery) instead of delaying the first worker. Nothing for the other
+        start methods, and nothing when it runs already."""
+        if self.ctx.get_start_method() == "forkserver":
+            forkserver.ensure_running()
+
     def spawn(self) -> WorkerHandle:
         """Start one worker in the lowest free slot."""
         slot = next(s for s in range(MAX_SLOTS) if s not in self.workers)

@@ -48,12 +48,26 @@ class Staff:
         self.telemetry.emit(PoolSized(self.pool.size))
         return w
 
+    def prepare(self, found: int, once: bool) -> None:
+        """Before recovery, ``found`` files in the handoff: get the workers' start under way unless this is a
+        once-run with nothing to do (a cron-driven once-run over an empty directory starts no process)."""
+        if found or not once:
+            self.pool.warm()
+
     def start(self, backlog: int, once: bool) -> None:
-        """The first workers: as many as the backlog needs (within the bounds) in once mode or for a backlog."""
+        """The first workers: as many as the backlog needs (within the bounds) in once mode or for a backlog;
+        none for a once-run with nothing to do (:meth:`cover` starts one if an intent turns up after all)."""
+        if once and not backlog:
+            return
         initial = self.min_workers
         if once or backlog > self.min_workers:
             initial = max(self.min_workers, min(self.max_workers, backlog))
         for _ in range(max(1, initial)):
+            self.spawn()
+
+    def cover(self, ready: bool) -> None:
+        """Intents are ready and no worker lives (a once-run that started with nothing to do): start one."""
+        if ready and not self.pool.workers:
             self.spawn()
 
     def resize_to(self, target: int) -> None:

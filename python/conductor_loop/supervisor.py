@@ -165,13 +165,14 @@ class Supervisor:
 
     def recover(self) -> int:
         """Finish what a crash left (see :mod:`conductor_loop.recovery`), queue the backlog; its size."""
-        assert self.state is not None
+        assert self.state is not None and self.staff is not None
         reaped = leftovers.reap(self.layout)  # no worker of ours runs yet: any tagged process is a leftover
         if reaped:
             self.telemetry.note("porch.reaped", level=30, count=reaped, reason="left by an earlier run")
         recover_out(self.cfg, self.executor, self.out)
         recovery = Recovery(self.layout, self.state, self.cfg.max_file_size)
         candidates = self.feed.scan()
+        self.staff.prepare(len(candidates), self.cfg.once)
         recovered = recovery.run(candidates)
         for note in recovery.notes:
             self.telemetry.emit(note)
@@ -234,9 +235,10 @@ class Supervisor:
 
     def dispatch(self) -> None:
         """Hand ready intents to workers with room, in batches (retries whose time came first)."""
-        assert self.pool is not None
+        assert self.pool is not None and self.staff is not None
         if not self._stopping and not self.storage.paused:
             self.queue.release_due()
+            self.staff.cover(self.queue.has_ready())
             self.pool.dispatch(self.queue)
         if not self.queue.has_ready():
             self.pool.nothing_ready()

@@ -313,9 +313,15 @@ class FleetStaff:
         """Tasks that may be out at once."""
         return self.pool.size
 
+    def prepare(self, _found: int, _once: bool) -> None:
+        """Nothing to get under way before recovery (the broker is reached at :meth:`start`)."""
+
     def start(self, _backlog: int, _once: bool) -> None:
         """Connect to the broker."""
         self.pool.start()
+
+    def cover(self, _ready: bool) -> None:
+        """The fleet's workers are not started by the ingest."""
 
     def autoscale(self, _now: float, _backlog: int) -> None:
         """Nothing to scale on the ingest."""
