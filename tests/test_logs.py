@@ -120,6 +120,48 @@ def test_text_format_and_escaping() -> None:
     assert third.split(" ", 1)[1] == 'INFO intent.skipped intent="a b\\tc\\u001b[31m\\\\" outcome=skipped'
 
 
+HOSTILE_TOKENS = [
+    "",
+    "plain-name.json",
+    "a b",
+    'say "hi"',
+    "k=v",
+    "back\\slash",
+    "line\nbreak",
+    "cr\rhere",
+    "tab\there",
+    "esc\x1b[31m",
+    "sep\u2028para\u2029",
+    "nb\u00a0sp",
+    "zero\u200bwidth",
+    "lone\ud800surrogate",
+    "emoji-\U0001f600.json",
+    "caf\u00e9.json",
+]
+
+
+def reference_is_bare(text: str) -> bool:
+    """The bare-token rule, one character at a time: printable and none of space, quote, =, backslash."""
+    return bool(text) and all(c.isprintable() and c not in ' "=\\' for c in text)
+
+
+def reference_safe_key(key: str) -> str:
+    """The key rule, one character at a time: ASCII letters, digits, _, . and - kept, all else _."""
+    return "".join(c if (c.isascii() and (c.isalnum() or c in "_.-")) else "_" for c in key) or "_"
+
+
+@pytest.mark.parametrize("text", HOSTILE_TOKENS)
+def test_token_rules_match_per_character_reference(text: str) -> None:
+    from conductor_loop.logs import _quote, _safe_key
+
+    quoted = _quote(text)
+    assert (quoted == text) == reference_is_bare(text)
+    if quoted != text:
+        assert quoted.startswith('"') and quoted.endswith('"') and quoted.isprintable()
+    assert _safe_key(text) == reference_safe_key(text)
+    assert _safe_key(text) == reference_safe_key(text)  # the cached answer is the same
+
+
 def test_level_filtering_and_names() -> None:
     out = io.StringIO()
     setup_logging("json", "WARNING", out)
