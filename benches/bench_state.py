@@ -12,6 +12,9 @@ Figures, each beside its baseline measured in the same test (scratch under ``tar
   import did before it streamed; target >= 0.75x, lower is better), and its peak RSS against a budget of
   300 MB (a fixed bound, not a measurement: target >= 1x, lower is better). The whole-file baseline's RSS
   is printed beside it. One round each (they take tens of seconds).
+- ``state export -o`` of that 1,000,000-row state: its time vs building the whole document and writing its
+  ``json.dumps`` (what the export did before it streamed; target >= 1x, lower is better), and its peak RSS
+  against the same 300 MB budget. One round each.
 - ``run --once`` over a backlog of ``BENCH_STATE_BACKLOG`` (default 100,000) intents vs the rate over 5,000
   intents (best of two 5,000 rounds, one before and one after): target >= 1x; and its peak RSS against a
   budget of 100 MB (target >= 1x, lower is better).
@@ -204,6 +207,59 @@ def test_bench_state_import_rss(benchmark: Any, record_figure: Any) -> None:
     got = benchmark.pedantic(import_figures, rounds=1, iterations=1)
     benchmark.extra_info.update(entries=IMPORT_ENTRIES, whole_file_peak_rss_mb=got["base_rss"])
     record_figure(benchmark, figure=f"state import {IMPORT_ENTRIES} entries peak RSS", value=got["rss"], unit="MB",
+                  baseline_name="budget", baseline_value=300.0, target_ratio=1.0, higher_is_better=False)
+
+
+WHOLE_DOCUMENT_EXPORT = """
+import json, sys, time
+from conductor_loop import _core
+from conductor_loop.clock import rfc3339
+from conductor_loop.state import StateStore
+with StateStore(sys.argv[1], readonly=True) as s:
+    cur = s.conn.execute("SELECT path, sha256, size, processed_at, status FROM intents "
+                         "WHERE status <> 'claimed' ORDER BY path")
+    states = {p: {"file_path": p, "sha256": sha or "", "size": size or 0,
+                  "processed_at": rfc3339(when or 0.0, digits=6),
+                  "status": "failed" if st == "failed" else "processed"} for p, sha, size, when, st in cur}
+doc = {"version": "1.0", "saved_at": rfc3339(time.time(), digits=6), "states": states}
+_core.write_atomic(sys.argv[2], (json.dumps(doc, indent=2, sort_keys=True) + "\\n").encode("utf-8"))
+"""
+
+
+@functools.cache
+def export_figures(state_db: Path) -> dict[str, float]:
+    """``state export -o`` of the large state, streamed and (the baseline) as one document, measured once."""
+    handoff = state_db.parent.parent
+    root = baselines.scratch_dir("export-")
+    try:
+        os.sync()
+        base_s, base_rss, _ = measured([sys.executable, "-c", WHOLE_DOCUMENT_EXPORT, str(handoff), str(root / "b")])
+        seconds, rss, _ = measured([LOOP, "state", "export", "--handoff", str(handoff), "-o", str(root / "s")])
+        size = (root / "s").stat().st_size
+        assert size == (root / "b").stat().st_size  # the same document (saved_at has a fixed width)
+    finally:
+        baselines.remove_tree(root)
+    print(f"\n[info] state export of {STATE_ROWS:,} rows ({size / MB:.0f} MiB): {seconds:.1f} s, "
+          f"peak RSS {rss:.0f} MB; as one document {base_s:.1f} s, peak RSS {base_rss:.0f} MB")
+    return {"seconds": seconds, "rss": rss, "base_seconds": base_s, "base_rss": base_rss, "file_bytes": size}
+
+
+@pytest.mark.timeout(1800)
+def test_bench_state_export(benchmark: Any, record_figure: Any, large_state: Path) -> None:
+    """``state export -o`` of the 1,000,000-row state: its time vs building the whole document (one round each)."""
+    got = benchmark.pedantic(export_figures, args=(large_state,), rounds=1, iterations=1)
+    benchmark.extra_info.update(rows=STATE_ROWS, **got)
+    record_figure(benchmark, figure=f"state export {STATE_ROWS} rows", value=got["seconds"], unit="s",
+                  baseline_name="the whole document, then json.dumps", baseline_value=got["base_seconds"],
+                  target_ratio=1.0, higher_is_better=False)
+
+
+@pytest.mark.timeout(1800)
+def test_bench_state_export_rss(benchmark: Any, record_figure: Any, large_state: Path) -> None:
+    """The peak RSS of that export against a budget of 300 MB (the whole document's is in extra_info)."""
+    got = benchmark.pedantic(export_figures, args=(large_state,), rounds=1, iterations=1)
+    benchmark.extra_info.update(rows=STATE_ROWS, whole_document_peak_rss_mb=got["base_rss"])
+    record_figure(benchmark, figure=f"state export {STATE_ROWS} rows peak RSS", value=got["rss"], unit="MB",
                   baseline_name="budget", baseline_value=300.0, target_ratio=1.0, higher_is_better=False)
 
 

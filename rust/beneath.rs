@@ -6,7 +6,7 @@
 //! directories are one component deep, so that is one system call), or, for deeper paths, with
 //! one `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` where the kernel
 //! has it (the walk again on ENOSYS, or on EPERM from a seccomp filter). Files are then created, renamed, unlinked
-//! and fsynced relative to the directory descriptors ([`crate::fsops::write_at`],
+//! and fsynced relative to the directory descriptors ([`crate::atomic::write_at`],
 //! [`crate::fsops::move_at`]): a sub-directory swapped for a link at any moment is refused with
 //! [`ErrorKind::LinkInPath`](crate::error::ErrorKind::LinkInPath) (ELOOP, or ENOTDIR for a
 //! non-directory) and nothing is written through it (docs/SECURITY.md).
@@ -26,8 +26,9 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
+use crate::atomic::write_at;
 use crate::error::{CoreError, Result};
-use crate::fsops::{move_at, open_dir, write_at, At};
+use crate::fsops::{move_at, open_dir, At};
 
 /// Set once `openat2` was found missing (ENOSYS) or filtered (EPERM): walk component by component.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
@@ -190,7 +191,7 @@ impl Anchor {
         }
     }
 
-    /// [`crate::fsops::write_atomic`] of `path` (below the anchor).
+    /// [`crate::atomic::write_atomic`] of `path` (below the anchor).
     pub fn write_atomic(&self, path: &Path, data: &[u8], fsync: bool, mode: u32) -> Result<()> {
         let rel = self.relative(path)?;
         let (parent, name) = split(&rel, path)?;

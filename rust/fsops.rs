@@ -1,5 +1,6 @@
-//! Crash-safe file operations: no-clobber moves (also across filesystems), atomic writes,
-//! atomic directory exchange, `syncfs` and directory fsync.
+//! Crash-safe file operations: no-clobber moves (also across filesystems), atomic directory
+//! exchange, `syncfs` and directory fsync; the temp names they and atomic writes
+//! ([`crate::atomic`]) use.
 //!
 //! Temp files are always hidden (leading `.`) and carry a marker so that recovery code can find
 //! leftovers: `.<name>.cl-move-<pid>-<rand>.tmp` for cross-filesystem moves and
@@ -11,7 +12,6 @@ use std::collections::hash_map::RandomState;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{ErrorKind as IoKind, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -22,8 +22,8 @@ use crate::error::{CoreError, Result};
 use crate::names::{fit_name, NAME_MAX};
 use rustix::fs::Timespec;
 use rustix::fs::{
-    fchmod, fstat, futimens, linkat, open, openat, renameat, renameat_with, statat, unlinkat,
-    AtFlags, FileType, Mode, OFlags, RenameFlags, Stat, Timestamps, CWD,
+    fchmod, fstat, futimens, linkat, open, openat, renameat_with, statat, unlinkat, AtFlags,
+    FileType, Mode, OFlags, RenameFlags, Stat, Timestamps, CWD,
 };
 use rustix::io::Errno;
 
@@ -37,7 +37,7 @@ pub const TEMP_SUFFIX: &str = ".tmp";
 /// Give up after this many conflicting candidate names (never reached in practice).
 const MAX_CANDIDATES: u64 = 1_000_000;
 
-fn join_bytes(dir: &Path, name: &[u8]) -> PathBuf {
+pub(crate) fn join_bytes(dir: &Path, name: &[u8]) -> PathBuf {
     dir.join(OsStr::from_bytes(name))
 }
 
@@ -142,7 +142,7 @@ pub(crate) fn check_name(name: &[u8], path: &Path) -> Result<()> {
 }
 
 /// Parent directory and final component of `path` (parent `.` when there is none).
-fn split_path(path: &Path) -> Result<(PathBuf, OsString)> {
+pub(crate) fn split_path(path: &Path) -> Result<(PathBuf, OsString)> {
     let name = path
         .file_name()
         .ok_or_else(|| CoreError::value("path has no file name", path))?;
@@ -163,10 +163,18 @@ pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd> {
 }
 
 /// Removes a temp file on drop unless disarmed.
-struct TempGuard<'a> {
+pub(crate) struct TempGuard<'a> {
     dir: BorrowedFd<'a>,
     name: Vec<u8>,
     armed: bool,
+}
+
+impl TempGuard<'_> {
+    /// The temp file's name, no longer removed on drop (its new owner removes it, or keeps it).
+    pub(crate) fn disarm(mut self) -> Vec<u8> {
+        self.armed = false;
+        std::mem::take(&mut self.name)
+    }
 }
 
 impl Drop for TempGuard<'_> {
@@ -178,7 +186,7 @@ impl Drop for TempGuard<'_> {
 }
 
 /// Create a new hidden temp file in `dir` (O_EXCL), returning the file and a guard removing it.
-fn create_temp<'a>(
+pub(crate) fn create_temp<'a>(
     dir: BorrowedFd<'a>,
     dir_path: &Path,
     name: &[u8],
@@ -378,42 +386,6 @@ fn copy_move(from: At<'_>, src_name: &OsStr, to: At<'_>, name: &[u8]) -> Result<
     Ok(final_path.into_os_string())
 }
 
-/// Write `data` to a hidden temp file beside `path`, fsync it (if `fsync`), rename it over
-/// `path`, fsync the directory (if `fsync`). The temp file is removed on any error.
-pub fn write_atomic(path: &Path, data: &[u8], fsync: bool, mode: u32) -> Result<()> {
-    let (parent, name) = split_path(path)?;
-    check_name(name.as_bytes(), path)?;
-    let dir = open_dir(&parent)?;
-    write_at(At::new(dir.as_fd(), &parent), &name, data, fsync, mode)
-}
-
-/// [`write_atomic`] of `name` in a directory already open.
-pub fn write_at(dir: At<'_>, name: &OsStr, data: &[u8], fsync: bool, mode: u32) -> Result<()> {
-    let path = dir.join(name.as_bytes());
-    check_name(name.as_bytes(), &path)?;
-    let (mut tmp, mut guard) =
-        create_temp(dir.fd, dir.path, name.as_bytes(), ATOMIC_TEMP_MARKER, mode)?;
-    let tmp_path = dir.join(&guard.name);
-    loop {
-        match tmp.write_all(data) {
-            Ok(()) => break,
-            Err(e) if e.kind() == IoKind::Interrupted => continue,
-            Err(e) => return Err(CoreError::io(&e, "write", &tmp_path)),
-        }
-    }
-    if fsync {
-        rustix::fs::fsync(&tmp).map_err(|e| CoreError::rx(e, "fsync", &tmp_path))?;
-    }
-    drop(tmp);
-    renameat(dir.fd, OsStr::from_bytes(&guard.name), dir.fd, name)
-        .map_err(|e| CoreError::rx(e, "rename", &tmp_path).with_filename2(&path))?;
-    guard.armed = false;
-    if fsync {
-        rustix::fs::fsync(dir.fd).map_err(|e| CoreError::rx(e, "fsync directory", dir.path))?;
-    }
-    Ok(())
-}
-
 /// Atomically swap two paths (`renameat2(RENAME_EXCHANGE)`); both must exist.
 pub fn rename_exchange(a: &Path, b: &Path) -> Result<()> {
     renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE)
@@ -585,26 +557,6 @@ mod tests {
         assert!(names
             .iter()
             .all(|n| !n.to_string_lossy().contains(MOVE_TEMP_MARKER)));
-    }
-
-    #[test]
-    fn atomic_write_and_errors() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("status.json");
-        write_atomic(&p, b"one", true, 0o666).unwrap();
-        write_atomic(&p, b"two", false, 0o666).unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
-        let e = write_atomic(&d.path().join("nodir/x"), b"", true, 0o666).unwrap_err();
-        assert_eq!(e.errno, libc::ENOENT);
-        // renaming a file over a directory fails: temp must be removed
-        let sub = d.path().join("sub");
-        fs::create_dir(&sub).unwrap();
-        fs::write(sub.join("keep"), b"k").unwrap();
-        let e = write_atomic(&sub, b"x", true, 0o666).unwrap_err();
-        assert_eq!(e.errno, libc::EISDIR);
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
-        assert!(write_atomic(Path::new("/"), b"", true, 0o666).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! arguments, release the GIL around every blocking call (`py.detach`) and map
 //! [`error::CoreError`] to Python `OSError` subclasses.
 
+pub mod atomic;
 pub mod beneath;
 pub mod error;
 pub mod fsops;
@@ -18,6 +19,7 @@ pub mod package;
 pub mod par;
 pub mod poll;
 mod pyanchor;
+mod pyatomic;
 mod pywatch;
 pub mod settle;
 pub mod spawn;
@@ -158,7 +160,7 @@ fn write_atomic(
     fsync: bool,
     mode: u32,
 ) -> PyResult<()> {
-    py.detach(|| fsops::write_atomic(&path, data, fsync, mode))
+    py.detach(|| atomic::write_atomic(&path, data, fsync, mode))
         .map_err(to_pyerr)
 }
 
@@ -359,6 +361,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(spawn_wait, m)?)?;
     pywatch::register(m)?;
     pyanchor::register(m)?;
+    pyatomic::register(m)?;
     m.add("MOVE_TEMP_MARKER", fsops::MOVE_TEMP_MARKER)?;
     m.add("ATOMIC_TEMP_MARKER", fsops::ATOMIC_TEMP_MARKER)?;
     m.add("TEMP_SUFFIX", fsops::TEMP_SUFFIX)?;

@@ -331,6 +331,28 @@ def test_state_export_import_prune(handoff: Path, out_dir: Path, tmp_path: Path)
     assert r.returncode == 0 and json.loads(r.stdout)["states"] == {}
 
 
+def test_state_export_to_a_file_is_all_or_nothing(handoff: Path, out_dir: Path, tmp_path: Path) -> None:
+    write_intent(handoff, "intent-e1.json", target="e1")
+    assert run_once(handoff, out_dir) == 0
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    target = dest / "backup.json"
+    target.write_text("the previous backup")
+    r = run_cli("state", "export", "--handoff", str(handoff), "-o", str(target))
+    assert r.returncode == 0 and "exported 1 entries" in r.stderr, r.stderr
+    assert r.stdout == ""
+    assert json.loads(target.read_text())["states"].keys() == {str(handoff / "intent-e1.json")}
+    shown = run_cli("state", "export", "--handoff", str(handoff)).stdout
+    assert shown.splitlines()[2:] == target.read_text().splitlines()[2:]  # what stdout shows, saved_at aside
+    blocked = dest / "taken"
+    blocked.mkdir()
+    (blocked / "keep").write_text("k")
+    r = run_cli("state", "export", "--handoff", str(handoff), "-o", str(blocked))
+    assert r.returncode == 1 and f"cannot write {blocked}" in r.stderr, r.stderr
+    assert sorted(p.name for p in dest.iterdir()) == ["backup.json", "taken"]  # no temp left behind
+    assert [p.name for p in blocked.iterdir()] == ["keep"]
+
+
 # ---------------------------------------------------------------------------------- config show
 
 

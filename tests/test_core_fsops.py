@@ -244,6 +244,54 @@ def test_write_atomic(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["adir", "status"]
 
 
+def test_atomic_file_in_pieces(tmp_path: Path) -> None:
+    p = tmp_path / "export.json"
+    p.write_bytes(b"old")
+    with _core.AtomicFile(str(p), 0o600) as f:
+        f.write(b'{"a": ')
+        assert p.read_bytes() == b"old"  # nothing shows before the commit
+        (temp,) = [n for n in os.listdir(tmp_path) if n != "export.json"]
+        assert temp.startswith(".export.json" + _core.ATOMIC_TEMP_MARKER) and temp.endswith(_core.TEMP_SUFFIX)
+        f.write(b"1}")
+        f.commit()
+        with pytest.raises(ValueError, match="committed or closed"):
+            f.write(b"more")
+    assert p.read_bytes() == b'{"a": 1}'
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600 & ~_umask()
+    assert os.listdir(tmp_path) == ["export.json"]
+
+
+def test_atomic_file_left_on_an_error_leaves_the_old_file(tmp_path: Path) -> None:
+    p = tmp_path / "export.json"
+    p.write_bytes(b"old")
+    with pytest.raises(RuntimeError), _core.AtomicFile(str(p)) as f:
+        f.write(b"half of it")
+        raise RuntimeError("the reader failed half-way")
+    assert p.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["export.json"]
+    f = _core.AtomicFile(str(p))
+    f.write(b"dropped")
+    del f  # dropped without a commit: the temp file goes too
+    assert os.listdir(tmp_path) == ["export.json"]
+    with pytest.raises(FileNotFoundError, match="missing"):
+        _core.AtomicFile(str(tmp_path / "missing" / "x"))
+    d = tmp_path / "adir"
+    d.mkdir()
+    (d / "keep").write_text("k")
+    f = _core.AtomicFile(str(d))
+    f.write(b"x")
+    with pytest.raises(IsADirectoryError) as ei:
+        f.commit(fsync=False)
+    assert ei.value.filename2 == str(d)
+    assert sorted(os.listdir(tmp_path)) == ["adir", "export.json"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_rename_exchange(tmp_path: Path) -> None:
     a = tmp_path / "pkg"
     b = tmp_path / ".pkg.new"

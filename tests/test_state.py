@@ -388,7 +388,7 @@ def test_export_round_trip(handoff: Path, tmp_path: Path) -> None:
             ]
         )
         s.claim([("/h/busy", SHA_A, 1)])
-        exported = s.export_go()
+        exported = json.loads("".join(s.export_go()))
         rows = {p: s.get(p) for p in ("/h/ok", "/h/skip", "/h/bad")}
     assert exported["version"] == "1.0"
     assert exported["saved_at"].endswith("Z")
@@ -418,8 +418,39 @@ def test_export_round_trip(handoff: Path, tmp_path: Path) -> None:
             assert got.status == ("failed" if row.status == "failed" else "success")
             assert got.processed_at == pytest.approx(row.processed_at, abs=1e-6)
         # And the re-export matches the first (apart from saved_at).
-        again = s2.export_go()
+        again = json.loads("".join(s2.export_go()))
     assert again["states"] == states
+
+
+HOSTILE_PATHS = [
+    "/h/plain.json",
+    '/h/quote"and\\backslash.json',
+    "/h/line\nbreak\ttab.json",
+    "/h/caf\u00e9-\u2028-\U0001f600.json",
+    "/h/\x1b[31mred.json",
+]
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 5000])
+def test_export_text_is_json_dumps_byte_for_byte(count: int) -> None:
+    """The streamed export equals json.dumps(doc, indent=2, sort_keys=True) + "\\n" of the same rows."""
+    from conductor_loop.clock import rfc3339
+    from conductor_loop.gostate import GoStateText
+
+    paths = sorted(HOSTILE_PATHS[i % len(HOSTILE_PATHS)] + f"-{i:05d}" for i in range(count))
+    rows = [(p, SHA_A if i % 3 else None, (i if i % 4 else None), (1_700_000_000.123456 + i if i % 5 else None),
+             "failed" if i % 2 else "success") for i, p in enumerate(paths)]
+    now = 1_764_000_000.5
+    text = GoStateText(iter(rows), now)
+    pieces = list(text)
+    assert text.entries == count
+    assert (len(pieces) > 1) == (count >= 2048)  # a large state is written in pieces
+    doc = {"version": "1.0", "saved_at": rfc3339(now, digits=6), "states": {
+        p: {"file_path": p, "sha256": sha or "", "size": size if size is not None else 0,
+            "processed_at": rfc3339(when if when is not None else 0.0, digits=6),
+            "status": "failed" if status == "failed" else "processed"}
+        for p, sha, size, when, status in rows}}
+    assert "".join(pieces) == json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
 def test_rfc3339() -> None:

@@ -130,6 +130,23 @@ def write_atomic(path: str, data: bytes, fsync: bool = True, mode: int = 0o666) 
     with ``syncfs``); the rename is still atomic. The temp file is removed on error.
     """
 
+class AtomicFile:
+    """A file written in pieces and put in place atomically, the rule of :func:`write_atomic`: a hidden
+    temp file beside ``path`` (created with ``mode`` less the umask), then :meth:`commit`. Nothing shows
+    under ``path`` before the commit; closed (or dropped, or left by ``with`` on an error) before it, the
+    temp file is removed and ``path`` keeps what it had. The GIL is released while each piece is written.
+    """
+
+    def __init__(self, path: str | PathLike[str], mode: int = 0o666) -> None: ...
+    def write(self, data: bytes) -> None:
+        """Append ``data`` (``ValueError`` once committed or closed)."""
+    def commit(self, fsync: bool = True) -> None:
+        """fsync the file (if ``fsync``), rename it over ``path``, fsync the directory (if ``fsync``)."""
+    def close(self) -> None:
+        """Give up: remove the temp file (nothing once committed)."""
+    def __enter__(self) -> AtomicFile: ...
+    def __exit__(self, *exc: object) -> bool: ...
+
 def rename_exchange(a: str, b: str) -> None:
     """Atomically swap two existing paths (``renameat2(RENAME_EXCHANGE)``), e.g. two directories."""
 

@@ -7,6 +7,7 @@ absolute path (README, "The state").
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -63,18 +64,52 @@ def read_go_state(json_path: str, now: float) -> list[tuple[Any, ...]]:
     return list(iter_go_rows(json_path, now))
 
 
-def go_state_doc(rows: Iterable[tuple[str, str | None, int | None, float | None, str]], now: float) -> dict[str, Any]:
-    """The Go document of finished rows ``(path, sha256, size, processed_at, status)``."""
-    states: dict[str, Any] = {}
-    for path, sha, size, processed_at, status in rows:
-        states[path] = {
-            "file_path": path,
-            "sha256": sha or "",
-            "size": size if size is not None else 0,
-            "processed_at": rfc3339(processed_at if processed_at is not None else 0.0, digits=6),
-            "status": "failed" if status == "failed" else "processed",
-        }
-    return {"version": "1.0", "saved_at": rfc3339(now, digits=6), "states": states}
+GoRow = tuple[str, str | None, int | None, float | None, str]
+"""A finished row as exported: ``(path, sha256, size, processed_at, status)``."""
+
+#: Entries per piece of :class:`GoStateText` (about 300 bytes each).
+_ENTRIES_PER_PIECE = 2048
+
+
+class GoStateText:
+    """The Go document of finished rows as text, in pieces, never the whole document in memory.
+
+    Byte for byte ``json.dumps(doc, indent=2, sort_keys=True) + "\n"`` of ``{"saved_at", "states":
+    {path: {file_path, processed_at, sha256, size, status}}, "version": "1.0"}`` (the Go loop's own
+    layout), for ``rows`` in path order. ``entries`` counts the rows once iterated.
+    """
+
+    def __init__(self, rows: Iterable[GoRow], now: float) -> None:
+        self.rows = rows
+        self.now = now
+        self.entries = 0
+
+    def __iter__(self) -> Iterator[str]:
+        head = '{\n  "saved_at": ' + json.dumps(rfc3339(self.now, digits=6)) + ',\n  "states": {'
+        piece: list[str] = [head]
+        for row in self.rows:
+            piece.append(("\n" if self.entries == 0 else ",\n") + _go_entry_text(row))
+            self.entries += 1
+            if len(piece) >= _ENTRIES_PER_PIECE:
+                yield "".join(piece)
+                piece = []
+        piece.append("\n  },\n" if self.entries else "},\n")
+        piece.append('  "version": "1.0"\n}\n')
+        yield "".join(piece)
+
+
+def _go_entry_text(row: GoRow) -> str:
+    """One entry of :class:`GoStateText`, at the depth ``json.dumps(indent=2)`` puts it."""
+    path, sha, size, processed_at, status = row
+    key = json.dumps(path)
+    size = size if size is not None else 0
+    return (
+        f'    {key}: {{\n      "file_path": {key},\n'
+        f'      "processed_at": "{rfc3339(processed_at if processed_at is not None else 0.0, digits=6)}",\n'
+        f'      "sha256": {json.dumps(sha or "")},\n'
+        f'      "size": {size if type(size) is int else json.dumps(size)},\n'
+        f'      "status": "{"failed" if status == "failed" else "processed"}"\n    }}'
+    )
 
 
 def _go_entry_to_row(key: Any, entry: Any, now: float, message: str) -> tuple[Any, ...]:

@@ -44,7 +44,7 @@ from typing import Any
 
 from conductor_loop.clock import parse_rfc3339, rfc3339
 from conductor_loop.faults import fault_of
-from conductor_loop.gostate import ProgressFn, go_state_doc, iter_go_rows
+from conductor_loop.gostate import GoStateText, ProgressFn, iter_go_rows
 from conductor_loop.layout import DB_NAME, STATE_DIR
 from conductor_loop.statedb import (
     _CHUNK,
@@ -407,12 +407,13 @@ class StateStore:
         """
         return write_stream(self.conn, _SQL_IMPORT, iter_go_rows(json_path, time.time(), progress))
 
-    def export_go(self) -> dict[str, Any]:
-        """The finished rows in the Go ``.conductor-state.json`` format (``claimed`` rows left out)."""
+    def export_go(self) -> GoStateText:
+        """The finished rows in the Go ``.conductor-state.json`` format (``claimed`` rows left out), as text
+        in pieces read from the table as they are written: iterate it while the store is open."""
         cur = self.conn.execute(
             "SELECT path, sha256, size, processed_at, status FROM intents WHERE status <> 'claimed' ORDER BY path"
         )
-        return go_state_doc(cur, time.time())
+        return GoStateText(cur, time.time())
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -7,17 +7,20 @@ loop holds the lock, and hold it themselves while they write.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import click
 
 from conductor_loop import _core, lock
 from conductor_loop.cli.common import EXIT_FATAL, EXIT_USAGE, config_option, fail, handoff_of, handoff_option
 from conductor_loop.layout import Layout
+
+if TYPE_CHECKING:
+    from conductor_loop.gostate import GoStateText
 
 EXPORT_HELP = """Write the state in the Go loop's .conductor-state.json format (stdout by default).
 
@@ -99,27 +102,38 @@ def state_group() -> None:
 @click.option("-o", "--output", metavar="FILE", help="Write here (atomically) instead of stdout.")
 def state_export(handoff: str | None, config: str | None, output: str | None) -> None:
     """``conductor-loop state export``."""
-    from conductor_loop.state import StateError, StateStore, format_rfc3339
+    from conductor_loop.gostate import GoStateText
+    from conductor_loop.state import StateError, StateStore
 
     path, _ = handoff_of(handoff, config)
     try:
         with StateStore(path, readonly=True) as store:
-            doc = store.export_go()
+            entries = _export(store.export_go(), output)
     except FileNotFoundError:
         click.echo(f"conductor-loop: no state yet in {path}; exporting an empty state", err=True)
-        doc = {"version": "1.0", "saved_at": format_rfc3339(time.time()), "states": {}}
+        entries = _export(GoStateText((), time.time()), output)
     except (sqlite3.Error, StateError) as exc:
         fail(EXIT_FATAL, f"cannot read the state of {path}: {exc}")
         return
-    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    if output is not None:
+        click.echo(f"exported {entries} entries to {output}", err=True)
+
+
+def _export(text: GoStateText, output: str | None) -> int:
+    """Write ``text`` piece by piece to stdout, or to ``output`` atomically (nothing shows there unless all
+    of it was written); the number of entries. A write error exits 1 saying which file."""
     if output is None:
-        click.echo(text, nl=False)
-        return
+        for piece in text:
+            click.echo(piece, nl=False)
+        return text.entries
     try:
-        _core.write_atomic(os.path.abspath(output), text.encode("utf-8"))
+        with _core.AtomicFile(os.path.abspath(output)) as f:
+            for piece in text:
+                f.write(piece.encode("ascii"))  # the Go layout's JSON escapes every non-ASCII character
+            f.commit()
     except OSError as exc:
         fail(EXIT_FATAL, f"cannot write {output}: {exc}")
-    click.echo(f"exported {len(doc['states'])} entries to {output}", err=True)
+    return text.entries
 
 
 @state_group.command("import", help=IMPORT_HELP)
