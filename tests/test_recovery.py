@@ -50,7 +50,7 @@ def test_stale_atomic_temps_are_removed_final_names_kept(tmp_path: Path) -> None
     stale.write_text("{}")
     keep = Path(layout.status, "intent-a.json.status")
     keep.write_text("{}")
-    remove_stale_temps(layout)
+    assert remove_stale_temps(layout) == {"intent-a.json.status"}  # what is there, for step 3
     assert not stale.exists() and keep.exists()
 
 
@@ -68,6 +68,20 @@ def test_status_file_written_before_a_crash_files_the_intent_without_running_it(
     assert Path(layout.processed, "intent-done.json").exists()
     assert Path(changed).exists()
     assert [n.event for n in rec.notes] == ["intent.recovered"]
+
+
+def test_a_status_file_under_a_shortened_name_is_found(tmp_path: Path) -> None:
+    """Step 3 reads the status files step 2 saw; a long intent name's status file has a shortened name."""
+    layout = make_layout(tmp_path)
+    name = "intent-" + "x" * 240 + ".json"
+    done, sha = intent(layout, name)
+    status(layout, name, sha)
+    assert len(os.path.basename(layout.status_path(name))) <= 255
+    others = [intent(layout, f"intent-new-{i}.json")[0] for i in range(3)]  # no status file: not opened
+    with StateStore(layout.root) as state:
+        assert Recovery(layout, state, 1 << 20).run([done, *others]) == 1
+    assert Path(layout.processed, name).exists()
+    assert all(Path(p).exists() for p in others)
 
 
 def test_a_status_of_an_earlier_filed_run_is_a_re_drop_not_a_recorded_outcome(tmp_path: Path) -> None:

@@ -140,3 +140,22 @@ def test_module_and_function_sizes_follow_the_guide() -> None:
                 body = body[1:]
             lines = (body[-1].end_lineno or 0) - body[0].lineno + 1
             assert lines <= 40, f"{name}.{node.name}: {lines} lines"
+
+
+def test_a_worker_loads_no_command_line() -> None:
+    """What the forkserver preloads and every worker re-runs (the console script's entry module) does not
+    import click or the CLI: workers start with what they run (docs/ARCHITECTURE.md, "What was cut")."""
+    import subprocess
+    import sys
+
+    import tomllib
+
+    from conductor_loop.executors import WORKER_PRELOAD
+
+    scripts = tomllib.loads((PKG.parent.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, _func = scripts["conductor-loop"].partition(":")
+    loaded = [module, "conductor_loop.worker", "conductor_loop.pool", *WORKER_PRELOAD]
+    code = f"import sys; import {', '.join(loaded)}; print(sorted(m for m in sys.modules if m == 'click' or "
+    code += "m.startswith(('click.', 'conductor_loop.cli'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -19,10 +19,10 @@ from conductor_loop.telemetry import Telemetry
 from conductor_loop.worker import worker_main
 from conductor_loop.workqueue import WorkQueue
 
-#: Imported once in the forkserver rather than in every worker: ``conductor_loop.cli``, because
-#: multiprocessing re-runs the entry script in each child (its main fix-up) and the script imports it;
-#: ``conductor_loop.porch``, which the built-in executor imports at its first intent.
-WORKER_PRELOAD = ("conductor_loop.cli", "conductor_loop.porch")
+#: Imported once in the forkserver rather than in every worker (besides the worker's own module, which the
+#: pool preloads): ``conductor_loop.porch``, which the built-in executor imports at its first intent. Not the
+#: command line: the entry script every child re-runs imports only :mod:`conductor_loop.entry`.
+WORKER_PRELOAD = ("conductor_loop.porch",)
 
 
 def executor_side(cfg: RunConfig, settings: WorkerSettings, layout: Layout, telemetry: Telemetry, queue: WorkQueue,

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Sequence
 
 from conductor_loop import _core
-from conductor_loop.layout import Layout, filed_run
+from conductor_loop.layout import Layout, filed_run, status_name
 from conductor_loop.state import IntentRow, StateStore
 from conductor_loop.state import Outcome as Recorded
 from conductor_loop.telemetry import Note
@@ -49,13 +49,19 @@ def finish_interrupted_moves(layout: Layout, dest: str) -> list[Note]:
     return notes
 
 
-def remove_stale_temps(layout: Layout) -> None:
-    """Step 2: remove temp files of atomic writes a crash left in ``status/`` (never a final name)."""
+def remove_stale_temps(layout: Layout) -> set[str]:
+    """Step 2: remove temp files of atomic writes a crash left in ``status/`` (never a final name). Returns
+    the names of the other files seen there: step 3 reads only the status files that exist (no worker runs
+    yet, so none appears meanwhile), instead of trying to open one per candidate."""
+    present: set[str] = set()
     with contextlib.suppress(FileNotFoundError), os.scandir(layout.status) as it:
         for e in it:
             if e.name.startswith(".") and _core.ATOMIC_TEMP_MARKER in e.name and e.name.endswith(".tmp"):
                 with contextlib.suppress(FileNotFoundError):
                     layout.anchor.unlink(e.path)
+            else:
+                present.add(e.name)
+    return present
 
 
 def recorded_in_state(row: IntentRow | None) -> bool:
@@ -116,16 +122,17 @@ class Recovery:
         """Steps 1 to 4; ``candidates``: the intents in the handoff. Returns how many were filed."""
         for d in self.layout.filing_dirs:
             self.notes += finish_interrupted_moves(self.layout, d)
-        remove_stale_temps(self.layout)
-        finished = self._file_recorded(candidates)
+        status_files = remove_stale_temps(self.layout)
+        finished = self._file_recorded(candidates, status_files)
         gone = [(r.path, r.moved_to or "") for r in self.state.unfiled() if not os.path.lexists(r.path)]
         if gone:
             self.state.mark_filed(gone)
         return finished
 
-    def _file_recorded(self, candidates: Sequence[str]) -> int:
+    def _file_recorded(self, candidates: Sequence[str], status_files: set[str]) -> int:
         rows = self.state.get_many(list(candidates))
-        probe = [p for p in candidates if not recorded_in_state(rows.get(p))]  # their status files, in one batch
+        probe = [p for p in candidates  # the status files of the others, those that exist, in one batch
+                 if not recorded_in_state(rows.get(p)) and status_name(os.path.basename(p)) in status_files]
         finals = dict(zip(probe, self.layout.final_statuses([os.path.basename(p) for p in probe]), strict=True))
         finished: list[tuple[str, str]] = []
         late: list[Recorded] = []
