@@ -131,8 +131,9 @@ class Recovery:
 
     def _file_recorded(self, candidates: Sequence[str], status_files: set[str]) -> int:
         rows = self.state.get_many(list(candidates))
-        probe = [p for p in candidates  # the status files of the others, those that exist, in one batch
-                 if not recorded_in_state(rows.get(p)) and status_name(os.path.basename(p)) in status_files]
+        unrecorded = [p for p in candidates if not recorded_in_state(rows.get(p))]
+        probe = [p for p in unrecorded  # their status files, those that exist, in one batch
+                 if status_name(os.path.basename(p)) in status_files] if status_files else []
         finals = dict(zip(probe, self.layout.final_statuses([os.path.basename(p) for p in probe]), strict=True))
         finished: list[tuple[str, str]] = []
         late: list[Recorded] = []
