@@ -54,6 +54,7 @@ BACKLOG = int(os.environ.get("BENCH_STATE_BACKLOG", "100000"))
 SMALL_BACKLOG = 5000
 LOOP = str(Path(sys.executable).with_name("conductor-loop"))
 MB = 1024 * 1024
+RSS_BUDGET_MB = 300.0  # state import and export, whatever the size
 
 
 def measured(argv: list[str]) -> tuple[float, float, str]:
@@ -141,6 +142,19 @@ def test_bench_once_on_a_large_state(benchmark: Any, record_figure: Any, large_s
                   target_ratio=0.8)
 
 
+def record_seconds(record_figure: Any, benchmark: Any, figure: str, got: dict[str, float], baseline_name: str,
+                   target_ratio: float) -> None:
+    """A command's time (``got["seconds"]``) beside its baseline's (``got["base_seconds"]``); lower is better."""
+    record_figure(benchmark, figure=figure, value=got["seconds"], unit="s", baseline_name=baseline_name,
+                  baseline_value=got["base_seconds"], target_ratio=target_ratio, higher_is_better=False)
+
+
+def record_peak_rss(record_figure: Any, benchmark: Any, figure: str, got: dict[str, float]) -> None:
+    """A command's peak RSS (``got["rss"]``) against the budget of :data:`RSS_BUDGET_MB`."""
+    record_figure(benchmark, figure=figure + " peak RSS", value=got["rss"], unit="MB", baseline_name="budget",
+                  baseline_value=RSS_BUDGET_MB, target_ratio=1.0, higher_is_better=False)
+
+
 def go_file(path: Path, n: int) -> None:
     """A Go state file of ``n`` entries (the Go loop's layout: two-space indent, sorted keys)."""
     with open(path, "w", encoding="utf-8") as f:
@@ -196,9 +210,8 @@ def test_bench_state_import(benchmark: Any, record_figure: Any) -> None:
     """``state import`` of a large Go file: its time vs the whole-file reading (one round each)."""
     got = benchmark.pedantic(import_figures, rounds=1, iterations=1)
     benchmark.extra_info.update(entries=IMPORT_ENTRIES, **got)
-    record_figure(benchmark, figure=f"state import {IMPORT_ENTRIES} entries", value=got["seconds"], unit="s",
-                  baseline_name="json.load of the whole file", baseline_value=got["base_seconds"],
-                  target_ratio=0.75, higher_is_better=False)
+    record_seconds(record_figure, benchmark, f"state import {IMPORT_ENTRIES} entries", got,
+                   "json.load of the whole file", target_ratio=0.75)
 
 
 @pytest.mark.timeout(1800)
@@ -206,8 +219,7 @@ def test_bench_state_import_rss(benchmark: Any, record_figure: Any) -> None:
     """The peak RSS of that import against its budget of 300 MB (the whole-file reading's is in extra_info)."""
     got = benchmark.pedantic(import_figures, rounds=1, iterations=1)
     benchmark.extra_info.update(entries=IMPORT_ENTRIES, whole_file_peak_rss_mb=got["base_rss"])
-    record_figure(benchmark, figure=f"state import {IMPORT_ENTRIES} entries peak RSS", value=got["rss"], unit="MB",
-                  baseline_name="budget", baseline_value=300.0, target_ratio=1.0, higher_is_better=False)
+    record_peak_rss(record_figure, benchmark, f"state import {IMPORT_ENTRIES} entries", got)
 
 
 WHOLE_DOCUMENT_EXPORT = """
@@ -249,9 +261,8 @@ def test_bench_state_export(benchmark: Any, record_figure: Any, large_state: Pat
     """``state export -o`` of the 1,000,000-row state: its time vs building the whole document (one round each)."""
     got = benchmark.pedantic(export_figures, args=(large_state,), rounds=1, iterations=1)
     benchmark.extra_info.update(rows=STATE_ROWS, **got)
-    record_figure(benchmark, figure=f"state export {STATE_ROWS} rows", value=got["seconds"], unit="s",
-                  baseline_name="the whole document, then json.dumps", baseline_value=got["base_seconds"],
-                  target_ratio=1.0, higher_is_better=False)
+    record_seconds(record_figure, benchmark, f"state export {STATE_ROWS} rows", got,
+                   "the whole document, then json.dumps", target_ratio=1.0)
 
 
 @pytest.mark.timeout(1800)
@@ -259,8 +270,7 @@ def test_bench_state_export_rss(benchmark: Any, record_figure: Any, large_state:
     """The peak RSS of that export against a budget of 300 MB (the whole document's is in extra_info)."""
     got = benchmark.pedantic(export_figures, args=(large_state,), rounds=1, iterations=1)
     benchmark.extra_info.update(rows=STATE_ROWS, whole_document_peak_rss_mb=got["base_rss"])
-    record_figure(benchmark, figure=f"state export {STATE_ROWS} rows peak RSS", value=got["rss"], unit="MB",
-                  baseline_name="budget", baseline_value=300.0, target_ratio=1.0, higher_is_better=False)
+    record_peak_rss(record_figure, benchmark, f"state export {STATE_ROWS} rows", got)
 
 
 @functools.cache
