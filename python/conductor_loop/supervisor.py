@@ -28,7 +28,7 @@ from typing import Any
 from conductor_loop import leftovers
 from conductor_loop.config import RunConfig
 from conductor_loop.executor import Executor
-from conductor_loop.executors import executor_side, recover_out
+from conductor_loop.executors import LoopPool, LoopStaff, executor_side, recover_out
 from conductor_loop.faults import fatal_at_start
 from conductor_loop.feed import Feed
 from conductor_loop.handoff import HandoffHold
@@ -36,7 +36,7 @@ from conductor_loop.intake import Intake, peek_priority
 from conductor_loop.layout import Layout
 from conductor_loop.lock import LockHeld
 from conductor_loop.metrics import Health, Metrics
-from conductor_loop.pool import Death, Pool
+from conductor_loop.pool import Death
 from conductor_loop.quarantine import Quarantine
 from conductor_loop.recorder import Recorder
 from conductor_loop.records import ABORT_SIGNAL, FatalError, Outcome, RetryPolicy, RunSummary, WorkerSettings
@@ -44,7 +44,7 @@ from conductor_loop.recovery import Recovery, private_tempdir
 from conductor_loop.results import Results
 from conductor_loop.retention import Retention
 from conductor_loop.signals import SignalInbox
-from conductor_loop.staff import Staff, worker_bounds
+from conductor_loop.staff import worker_bounds
 from conductor_loop.state import StateStore
 from conductor_loop.storage import StorageGuard
 from conductor_loop.telemetry import Figures, HandoffChecked, Phase, StateOpened, Swept, Telemetry, WatchNews
@@ -87,8 +87,8 @@ class Supervisor:
         self._stopping = False
         self._force = False
         self.watch: WatchSource | None = None
-        self.pool: Pool | None = None
-        self.staff: Staff | None = None
+        self.pool: LoopPool | None = None
+        self.staff: LoopStaff | None = None
         self.recorder: Recorder | None = None
         self.hold = HandoffHold(self.layout, self.out)
         self.storage = StorageGuard((self.layout.state_dir, self.out), self.telemetry, self.layout.db)
