@@ -7,7 +7,7 @@
 //! a file too large to hold in memory (`conductor-loop state export`).
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{ErrorKind as IoKind, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -17,7 +17,8 @@ use rustix::fs::{renameat, unlinkat, AtFlags};
 
 use crate::error::{CoreError, Result};
 use crate::fsops::{
-    check_name, create_temp, join_bytes, open_dir, split_path, At, ATOMIC_TEMP_MARKER,
+    check_name, create_temp, join_bytes, open_dir, split_path, temp_name_of, At,
+    ATOMIC_TEMP_MARKER, TEMP_SUFFIX,
 };
 
 /// Write `data` to a hidden temp file beside `path`, fsync it (if `fsync`), rename it over
@@ -127,6 +128,59 @@ impl<D: AsFd> Drop for TempFile<D> {
     }
 }
 
+/// Remove the temp files that writers of `path` left beside it and that no process will finish: a
+/// name [`TempFile`] would give `path` whose process id is gone (`kill(pid, 0)` says `ESRCH`). A
+/// writer killed before its commit leaves one (nothing runs its `Drop`); temps of live processes
+/// (another export of the same file) are kept. Returns how many were removed.
+pub fn remove_dead_temps(path: &Path) -> Result<usize> {
+    let (parent, name) = split_path(path)?;
+    check_name(name.as_bytes(), path)?;
+    let entries = fs::read_dir(&parent).map_err(|e| CoreError::io(&e, "list", &parent))?;
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        match writer_of(file_name.as_bytes(), name.as_bytes()) {
+            Some(pid) if !process_exists(pid) => {}
+            _ => continue,
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == IoKind::NotFound => {}
+            Err(e) => return Err(CoreError::io(&e, "remove", &entry.path())),
+        }
+    }
+    Ok(removed)
+}
+
+/// The process id in `entry` when it is exactly a temp name of `name` (see [`TempFile`]).
+fn writer_of(entry: &[u8], name: &[u8]) -> Option<i32> {
+    let rest = entry.strip_suffix(TEMP_SUFFIX.as_bytes())?;
+    let dash = rest.iter().rposition(|&b| b == b'-')?;
+    let token = std::str::from_utf8(&rest[dash + 1..]).ok()?;
+    let marker = ATOMIC_TEMP_MARKER.as_bytes();
+    let digits = rest[..dash]
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let pid_at = dash - digits;
+    if digits == 0 || !rest[..pid_at].ends_with(marker) {
+        return None;
+    }
+    let pid: i32 = std::str::from_utf8(&rest[pid_at..dash])
+        .ok()?
+        .parse()
+        .ok()?;
+    (pid > 0 && temp_name_of(name, ATOMIC_TEMP_MARKER, pid, token) == entry).then_some(pid)
+}
+
+/// Is there a process `pid` (ours or another user's)?
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; the kernel only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +204,56 @@ mod tests {
         assert_eq!(e.errno, libc::EISDIR);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
         assert!(write_atomic(Path::new("/"), b"", true, 0o666).is_err());
+    }
+
+    #[test]
+    fn dead_writers_temps_are_removed_live_ones_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let long = "x".repeat(250);
+        for name in ["export.json", long.as_str()] {
+            let p = d.path().join(name);
+            let dead = std::process::Command::new("true").spawn().unwrap();
+            let dead_pid = dead.id() as i32;
+            let mut dead = dead;
+            dead.wait().unwrap();
+            let at = |pid: i32| -> PathBuf {
+                let n = temp_name_of(name.as_bytes(), ATOMIC_TEMP_MARKER, pid, "0123456789ab");
+                d.path().join(OsStr::from_bytes(&n))
+            };
+            let (left, live) = (at(dead_pid), at(std::process::id() as i32));
+            fs::write(&left, b"half").unwrap();
+            fs::write(&live, b"writing").unwrap();
+            let other = d.path().join(".other.json.cl-tmp-1-0123456789ab.tmp");
+            fs::write(&other, b"not ours").unwrap();
+            assert_eq!(remove_dead_temps(&p).unwrap(), 1);
+            assert!(!left.exists() && live.exists() && other.exists());
+            fs::remove_file(&live).unwrap();
+            fs::remove_file(&other).unwrap();
+        }
+        assert!(remove_dead_temps(&d.path().join("missing/x")).is_err());
+    }
+
+    #[test]
+    fn writer_of_reads_only_exact_temp_names() {
+        let name = b"export.json";
+        let t = temp_name_of(name, ATOMIC_TEMP_MARKER, 4242, "00ff00ff00ff");
+        assert_eq!(writer_of(&t, name), Some(4242));
+        assert_eq!(writer_of(&t, b"other.json"), None);
+        for bad in [
+            &b".export.json.cl-tmp--00ff00ff00ff.tmp"[..],
+            b".export.json.cl-tmp-12-00ff00ff00ff",
+            b".export.json.cl-move-12-00ff00ff00ff.tmp",
+            b"export.json.cl-tmp-12-00ff00ff00ff.tmp",
+            b".export.json",
+            b"-.tmp",
+        ] {
+            assert_eq!(
+                writer_of(bad, name),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -115,11 +115,13 @@ pub(crate) fn rand_token() -> String {
 /// Hidden temp name `.<name><marker><pid>-<rand>.tmp`, at most NAME_MAX bytes (a long `<name>`
 /// is shortened by [`fit_name`]).
 pub fn temp_name(name: &[u8], marker: &str) -> Vec<u8> {
-    let tail = format!(
-        "{marker}{}-{}{TEMP_SUFFIX}",
-        rustix::process::getpid().as_raw_nonzero(),
-        rand_token()
-    );
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    temp_name_of(name, marker, pid, &rand_token())
+}
+
+/// The temp name [`temp_name`] gives `name` in process `pid` with the random part `token`.
+pub(crate) fn temp_name_of(name: &[u8], marker: &str, pid: i32, token: &str) -> Vec<u8> {
+    let tail = format!("{marker}{pid}-{token}{TEMP_SUFFIX}");
     let mut short = Vec::with_capacity(NAME_MAX);
     short.push(b'.');
     // The tail is at most ~50 bytes, so there is always room; the fallback is never taken.

@@ -164,6 +164,14 @@ fn write_atomic(
         .map_err(to_pyerr)
 }
 
+/// Remove what killed atomic writers of ``path`` left beside it (temp names of processes that are
+/// gone); how many were removed.
+#[pyfunction]
+fn remove_dead_temps(py: Python<'_>, path: PathBuf) -> PyResult<usize> {
+    py.detach(|| atomic::remove_dead_temps(&path))
+        .map_err(to_pyerr)
+}
+
 /// Atomically swap two paths (``renameat2(RENAME_EXCHANGE)``).
 #[pyfunction]
 fn rename_exchange(py: Python<'_>, a: PathBuf, b: PathBuf) -> PyResult<()> {
@@ -349,6 +357,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sha256_files, m)?)?;
     m.add_function(wrap_pyfunction!(move_noclobber, m)?)?;
     m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
+    m.add_function(wrap_pyfunction!(remove_dead_temps, m)?)?;
     m.add_function(wrap_pyfunction!(rename_exchange, m)?)?;
     m.add_function(wrap_pyfunction!(syncfs, m)?)?;
     m.add_function(wrap_pyfunction!(fsync_dir, m)?)?;

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -344,6 +347,12 @@ def test_state_export_to_a_file_is_all_or_nothing(handoff: Path, out_dir: Path, 
     assert json.loads(target.read_text())["states"].keys() == {str(handoff / "intent-e1.json")}
     shown = run_cli("state", "export", "--handoff", str(handoff)).stdout
     assert shown.splitlines()[2:] == target.read_text().splitlines()[2:]  # what stdout shows, saved_at aside
+    killed = subprocess.run([sys.executable, "-c", "import os, signal, sys; from conductor_loop import _core; "
+                             "f = _core.AtomicFile(sys.argv[1]); f.write(b'{'); os.kill(os.getpid(), signal.SIGKILL)",
+                             str(target)], check=False)
+    assert killed.returncode == -signal.SIGKILL and len(list(dest.iterdir())) == 2  # an export killed half-way
+    r = run_cli("state", "export", "--handoff", str(handoff), "-o", str(target))
+    assert r.returncode == 0 and [p.name for p in dest.iterdir()] == ["backup.json"]  # its temp file removed
     blocked = dest / "taken"
     blocked.mkdir()
     (blocked / "keep").write_text("k")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -284,6 +287,33 @@ def test_atomic_file_left_on_an_error_leaves_the_old_file(tmp_path: Path) -> Non
         f.commit(fsync=False)
     assert ei.value.filename2 == str(d)
     assert sorted(os.listdir(tmp_path)) == ["adir", "export.json"]
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from conductor_loop import _core
+f = _core.AtomicFile(sys.argv[1])
+f.write(b"half of an export")
+os.kill(os.getpid(), signal.SIGKILL)  # killed before the commit: nothing removes the temp file
+"""
+
+
+def test_what_a_killed_writer_left_is_removed(tmp_path: Path) -> None:
+    for name in ("export.json", "e" * 250 + ".json"):  # a long name's temp name is shortened
+        target = tmp_path / name
+        r = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], check=False)
+        assert r.returncode == -signal.SIGKILL
+        (left,) = [n for n in os.listdir(tmp_path) if _core.ATOMIC_TEMP_MARKER in n]
+        with _core.AtomicFile(str(target)) as live:  # a live writer's temp is kept
+            assert _core.remove_dead_temps(str(target)) == 1
+            assert left not in os.listdir(tmp_path) and len(os.listdir(tmp_path)) == 1
+            assert _core.remove_dead_temps(str(tmp_path / "other.json")) == 0
+            live.write(b"{}")
+            live.commit()
+        assert os.listdir(tmp_path) == [name]
+        target.unlink()
+    with pytest.raises(FileNotFoundError):
+        _core.remove_dead_temps(str(tmp_path / "missing" / "x"))
 
 
 def _umask() -> int:

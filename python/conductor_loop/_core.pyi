@@ -147,6 +147,12 @@ class AtomicFile:
     def __enter__(self) -> AtomicFile: ...
     def __exit__(self, *exc: object) -> bool: ...
 
+def remove_dead_temps(path: str | PathLike[str]) -> int:
+    """Remove the temp files that writers of ``path`` (:func:`write_atomic`, :class:`AtomicFile`) left beside
+    it and that no process will finish: those whose process id (in the temp name) is gone. A writer killed
+    before its commit leaves one; a live writer's is kept. Returns how many were removed (``OSError`` if the
+    directory cannot be listed)."""
+
 def rename_exchange(a: str, b: str) -> None:
     """Atomically swap two existing paths (``renameat2(RENAME_EXCHANGE)``), e.g. two directories."""
 

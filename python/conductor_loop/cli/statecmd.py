@@ -127,6 +127,7 @@ def _export(text: GoStateText, output: str | None) -> int:
             click.echo(piece, nl=False)
         return text.entries
     try:
+        _core.remove_dead_temps(os.path.abspath(output))  # what an export killed half-way left beside it
         with _core.AtomicFile(os.path.abspath(output)) as f:
             for piece in text:
                 f.write(piece.encode("ascii"))  # the Go layout's JSON escapes every non-ASCII character
