@@ -14,6 +14,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{renameat, unlinkat, AtFlags};
+use rustix::io::Errno;
+use rustix::process::{test_kill_process, Pid};
 
 use crate::error::{CoreError, Result};
 use crate::fsops::{
@@ -49,8 +51,7 @@ pub struct TempFile<D: AsFd> {
 impl TempFile<OwnedFd> {
     /// Start writing `path` (its directory opened here); the file gets `mode` less the umask.
     pub fn create(path: &Path, mode: u32) -> Result<Self> {
-        let (parent, name) = split_path(path)?;
-        check_name(name.as_bytes(), path)?;
+        let (parent, name) = split_path(path)?; // the name is checked by create_in
         let dir = open_dir(&parent)?;
         TempFile::create_in(dir, parent, &name, mode)
     }
@@ -176,9 +177,8 @@ fn writer_of(entry: &[u8], name: &[u8]) -> Option<i32> {
 
 /// Is there a process `pid` (ours or another user's)?
 fn process_exists(pid: i32) -> bool {
-    // SAFETY: signal 0 sends nothing; the kernel only checks that the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    // kill(pid, 0) sends nothing: only ESRCH says there is no such process (EPERM: another user's).
+    Pid::from_raw(pid).is_some_and(|p| test_kill_process(p) != Err(Errno::SRCH))
 }
 
 #[cfg(test)]

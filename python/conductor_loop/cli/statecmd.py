@@ -126,9 +126,10 @@ def _export(text: GoStateText, output: str | None) -> int:
         for piece in text:
             click.echo(piece, nl=False)
         return text.entries
+    target = os.path.abspath(output)
     try:
-        _core.remove_dead_temps(os.path.abspath(output))  # what an export killed half-way left beside it
-        with _core.AtomicFile(os.path.abspath(output)) as f:
+        _core.remove_dead_temps(target)  # what an export killed half-way left beside it
+        with _core.AtomicFile(target) as f:
             for piece in text:
                 f.write(piece.encode("ascii"))  # the Go layout's JSON escapes every non-ASCII character
             f.commit()
