@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import pickle
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from conductor_loop.executor import (
 )
 from conductor_loop.validate import Intent, parse_intent
 from conftest import install_plugin
+from needs import missing, need_tool
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -320,15 +324,31 @@ def test_builtin_executor_write_error(intent_file: Path, tmp_path: Path) -> None
     assert "could not write the package" in result.message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+@contextlib.contextmanager
+def unwritable(directory: Path) -> Iterator[None]:
+    """``directory`` refuses new entries: mode 0500, or for root (who ignores modes, as in CI) the immutable
+    flag (``chattr +i``: EPERM even for root)."""
+    if os.geteuid() != 0:
+        directory.chmod(0o500)
+        try:
+            yield
+        finally:
+            directory.chmod(0o700)
+        return
+    chattr = need_tool("chattr", "e2fsprogs")
+    if subprocess.run([chattr, "+i", str(directory)], capture_output=True, check=False).returncode != 0:
+        missing(f"chattr +i is refused on {directory}'s filesystem")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(directory)], check=True)
+
+
 def test_builtin_executor_permission_denied_is_retryable(intent_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "ro"
     out.mkdir()
-    out.chmod(0o500)
-    try:
+    with unwritable(out):
         result = BuiltinExecutor().execute(request(intent_file, out))
-    finally:
-        out.chmod(0o700)
     assert not result.ok and result.retryable
 
 
