@@ -16,11 +16,10 @@
 //! waits only until the lease is released a few instructions later (or, with `O_NONBLOCK`, gets
 //! `EWOULDBLOCK`).
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::path::Path;
 
 use crate::error::{CoreError, Result};
-use crate::hash::open_regular;
 
 /// `F_SETSIG` from `<linux/fcntl.h>` (10 on every architecture; not exported by `libc` for all).
 const F_SETSIG: libc::c_int = 10;
@@ -51,25 +50,12 @@ fn unavailable(errno: i32) -> bool {
         || errno == libc::EOPNOTSUPP
 }
 
-/// `Some(true)` when some process has the regular file `path` open for writing, `Some(false)` when
-/// none has, `None` when leases are not available for it (not the owner without `CAP_LEASE`, a
-/// filesystem without leases).
-///
-/// Opens `path` read-only with `O_NOFOLLOW|O_NONBLOCK` (never blocks, never follows a symlink):
-/// anything but a regular file is a `NotRegular` error, a missing file an `ENOENT` error, each
-/// with the path. A file whose existing write lease blocks even a read-only open counts as open
-/// for writing.
-pub fn open_for_write(path: &Path) -> Result<Option<bool>> {
-    let file = match open_regular(path) {
-        Ok((file, _size)) => file,
-        Err(e) if e.errno == libc::EAGAIN => return Ok(Some(true)), // a write lease holder
-        Err(e) => return Err(e),
-    };
-    probe(file.as_raw_fd(), path)
-}
-
-/// The lease probe on `fd`, a read-only descriptor of the regular file `path` (see
-/// [`open_for_write`]): taken and released at once.
+/// The lease probe on `fd`, a read-only descriptor of the regular file `path`: taken and released at
+/// once. `Some(true)` when some process has the file open for writing, `Some(false)` when none has,
+/// `None` when leases are not available for it (not the owner without `CAP_LEASE`, a filesystem
+/// without leases). The caller opens the file (`O_RDONLY|O_NOFOLLOW|O_NONBLOCK`: never blocks,
+/// never follows a symlink); an open refused with `EAGAIN` already means a write lease holder has it
+/// ([`crate::survey::survey_file`]).
 pub fn probe(fd: RawFd, path: &Path) -> Result<Option<bool>> {
     match fcntl_int(fd, F_SETSIG, BREAK_SIGNAL) {
         Ok(()) => {}
@@ -91,9 +77,16 @@ pub fn probe(fd: RawFd, path: &Path) -> Result<Option<bool>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorKind;
+    use crate::hash::open_regular;
     use std::fs::{self, File, OpenOptions};
     use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    /// The probe as the survey makes it: open read-only, then probe.
+    fn open_for_write(path: &Path) -> Result<Option<bool>> {
+        let (file, _size) = open_regular(path)?;
+        probe(file.as_raw_fd(), path)
+    }
 
     #[test]
     fn writer_open_is_seen_and_its_close_too() {
@@ -130,33 +123,6 @@ mod tests {
         assert_eq!(open_for_write(&p).unwrap(), Some(true));
         drop(rw);
         assert_eq!(open_for_write(&p).unwrap(), Some(false));
-    }
-
-    #[test]
-    fn missing_file_is_an_error_with_the_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("nope.json");
-        let e = open_for_write(&p).unwrap_err();
-        assert_eq!(e.errno, libc::ENOENT);
-        assert!(e.to_string().contains("nope.json"), "{e}");
-    }
-
-    #[test]
-    fn symlinks_and_directories_are_not_regular() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("t.json");
-        fs::write(&target, b"{}").unwrap();
-        let link = dir.path().join("intent-link.json");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
-        let e = open_for_write(&link).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::NotRegular);
-        assert_eq!(e.errno, libc::ELOOP);
-        let sub = dir.path().join("intent-dir.json");
-        fs::create_dir(&sub).unwrap();
-        assert_eq!(
-            open_for_write(&sub).unwrap_err().kind,
-            ErrorKind::NotRegular
-        );
     }
 
     #[test]

@@ -282,13 +282,6 @@ fn spawn_wait<'py>(
     ))
 }
 
-/// Whether some process has the regular file ``path`` open for writing: ``True``, ``False``, or
-/// ``None`` when read leases are unavailable for it (see ``rust/lease.rs``).
-#[pyfunction]
-fn open_for_write(py: Python<'_>, path: PathBuf) -> PyResult<Option<bool>> {
-    py.detach(|| lease::open_for_write(&path)).map_err(to_pyerr)
-}
-
 /// ``(mtime, writing, priority)`` of one path, as Python sees it.
 type FactsTuple = (Option<f64>, Option<bool>, Option<u8>);
 
@@ -363,7 +356,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fsync_dir, m)?)?;
     m.add_function(wrap_pyfunction!(write_package, m)?)?;
     m.add_function(wrap_pyfunction!(install_tree, m)?)?;
-    m.add_function(wrap_pyfunction!(open_for_write, m)?)?;
     m.add_function(wrap_pyfunction!(survey_paths, m)?)?;
     m.add_function(wrap_pyfunction!(read_files, m)?)?;
     m.add_function(wrap_pyfunction!(fit_name, m)?)?;

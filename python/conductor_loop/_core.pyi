@@ -210,27 +210,20 @@ def spawn_wait(
 
 def survey(paths: Sequence[str], threads: int = 0) -> list[tuple[float | None, bool | None, int | None]]:
     """For each path, in order: ``(mtime, writing, priority)`` with one open per file (``O_NOFOLLOW |
-    O_NONBLOCK``), the GIL released, on up to ``threads`` threads (0: one per CPU). ``mtime`` (seconds)
-    is None when the file or its directory is gone; ``writing`` is the read-lease probe of
-    :func:`open_for_write` (None: leases unavailable); ``priority`` is N of the first ``"priority": N``
-    in the first 64 KiB when N is 0..10, else None. A link, a FIFO, a directory or an unreadable file
-    is reported by its ``lstat``: ``(mtime, False, None)``. Never raises for a path."""
+    O_NONBLOCK``), the GIL released, on up to ``threads`` threads (0: one per CPU).
+
+    ``mtime`` (seconds) is None when the file or its directory is gone. ``writing`` is True while some
+    process (this one included) has the file open for writing: an exact probe with a Linux read lease
+    (``fcntl(F_SETLEASE, F_RDLCK)``, released at once; a broken lease would signal ``SIGURG``, ignored by
+    default), None when leases are unavailable for it (not the file's owner without ``CAP_LEASE``, a
+    filesystem without leases). ``priority`` is N of the first ``"priority": N`` in the first 64 KiB when
+    N is 0..10, else None. A link, a FIFO, a directory or an unreadable file is reported by its ``lstat``:
+    ``(mtime, False, None)``. Never raises for a path."""
 
 def read_files(paths: Sequence[str], limit: int, threads: int = 0) -> list[bytes | None]:
     """The first ``limit`` bytes of each regular file in ``paths``, in order, with the GIL released, on up
     to ``threads`` threads (0: one per CPU); None for a path that is gone, is not a regular file (never
     followed, never blocked on) or cannot be read. Never raises for a path."""
-
-def open_for_write(path: str) -> bool | None:
-    """Whether some process (this one included) has the regular file ``path`` open for writing.
-
-    An exact probe with a Linux read lease (``fcntl(F_SETLEASE, F_RDLCK)``, released at once):
-    ``True`` while a writer has it open, ``False`` when none has, ``None`` when leases are not
-    available for it (not the file's owner without ``CAP_LEASE``, a filesystem without leases).
-    Never blocks and never follows a symlink: ``NotRegularFile`` for anything but a regular file,
-    ``FileNotFoundError`` when it is gone. A broken lease would be signalled with ``SIGURG``
-    (ignored by default), never ``SIGIO``.
-    """
 
 class Batch:
     """One result of :meth:`BaseWatcher.take_batch` / :meth:`BaseWatcher.next_batch`."""
