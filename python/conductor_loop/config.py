@@ -10,9 +10,9 @@ Every ``run`` option can be given, from highest to lowest precedence, as
    exists; flat top-level keys in snake case or with dashes (``max_workers`` or ``max-workers``),
 4. the defaults of :class:`RunConfig`.
 
-Values from every layer go through the same parsers (:data:`FIELDS`): durations accept ``250ms``, ``1.5s``,
-``2m``, ``1h``, ``7d``, Go's compound ``1m30s`` or a plain number of seconds (a TOML number is seconds too);
-sizes accept a byte count or a number with a unit (see :func:`parse_size`).
+Values from every layer go through the same parsers (:data:`conductor_loop.options.FIELDS`): durations
+accept ``250ms``, ``1.5s``, ``2m``, ``1h``, ``7d``, Go's compound ``1m30s`` or a plain number of seconds (a
+TOML number is seconds too); sizes accept a byte count or a number with a unit (see :func:`parse_size`).
 
 Errors are :class:`ConfigError` naming the key and its source.  An unknown key in the config file is an
 error.  Unknown ``CONDUCTOR_*`` environment variables are *not* an error: that prefix is shared with the
@@ -31,28 +31,14 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from conductor_loop.fleet.options import check_fleet_options
-from conductor_loop.intent_schema import BUILTIN, IntentSchema, load_schema
-from conductor_loop.units import (
-    MiB,
-    choice,
-    format_duration,
-    format_size,
-    parse_bool,
-    parse_duration,
-    parse_size,
-    to_duration,
-    to_int,
-    to_optional_int,
-    to_optional_str,
-    to_patterns,
-    to_size,
-    to_str,
-)
+from conductor_loop.intent_schema import BUILTIN, IntentSchema
+from conductor_loop.options import ENV_NAMES, ENV_PREFIX, FIELDS, Field, field_named, unknown_env
+from conductor_loop.units import MiB, format_duration, format_size, parse_bool, parse_duration, parse_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -77,7 +63,6 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_PATH = "/etc/conductor-loop/config.toml"
-ENV_PREFIX = "CONDUCTOR_"
 
 
 class ConfigError(ValueError):
@@ -123,109 +108,6 @@ class RunConfig:
     config: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
-    """How one option is read from flags, env and TOML, and how it is shown."""
-
-    name: str
-    parse: Callable[[Any], Any]
-    render: Callable[[Any], str]
-    help: str
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def env(self) -> str:
-        """The primary environment variable name (``CONDUCTOR_`` + upper snake case)."""
-        return ENV_PREFIX + self.name.upper()
-
-    @property
-    def env_names(self) -> tuple[str, ...]:
-        """Every environment variable name that sets this option."""
-        return (self.env, *(ENV_PREFIX + a.upper() for a in self.aliases))
-
-
-def _to_intent_schema(value: Any) -> IntentSchema:
-    """``builtin``, ``go-compat`` or a JSON Schema file, loaded and checked now (``ValueError`` if unusable)."""
-    return load_schema(to_str(value))
-
-
-def _render_plain(value: Any) -> str:
-    if value is None:
-        return "(none)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _render_patterns(value: Any) -> str:
-    return ",".join(value)
-
-
-def _render_duration(value: Any) -> str:
-    return format_duration(float(value))
-
-
-def _render_size(value: Any) -> str:
-    return format_size(int(value))
-
-
-_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-FIELDS: dict[str, Field] = {
-    f.name: f
-    for f in (
-        Field("handoff", to_str, _render_plain, "handoff directory watched for intents"),
-        Field("out", to_str, _render_plain, "output directory for generated packages"),
-        Field("porch", to_str, _render_plain, "porch executable, or 'builtin'"),
-        Field("mode", choice("direct", "structured"), _render_plain, "direct or structured"),
-        Field("once", parse_bool, _render_plain, "drain the backlog and exit"),
-        Field("debounce", to_duration, _render_duration, "quiet period before an intent is taken"),
-        Field("workers", to_optional_int, _render_plain, "fixed pool size (min = max = N)"),
-        Field("min_workers", to_int, _render_plain, "smallest pool size"),
-        Field("max_workers", to_int, _render_plain, "largest pool size"),
-        Field("timeout", to_duration, _render_duration, "porch timeout per intent"),
-        Field("retries", to_int, _render_plain, "retries of environment failures"),
-        Field("patterns", to_patterns, _render_patterns, "intent file globs", aliases=("pattern",)),
-        Field("max_file_size", to_size, _render_size, "largest intent file accepted"),
-        Field("intent_schema", _to_intent_schema, lambda v: v.spec, "builtin, go-compat or a JSON Schema file"),
-        Field("cleanup_after", to_duration, _render_duration, "age of filed intents to remove (0: never)"),
-        Field("metrics_addr", to_optional_str, _render_plain, "HOST:PORT of the metrics endpoint"),
-        Field("log_format", choice("text", "json"), _render_plain, "text or json"),
-        Field(
-            "log_level",
-            choice(*_LOG_LEVELS, aliases={"warn": "warning", "fatal": "critical"}),
-            _render_plain,
-            "debug, info, warning, error or critical",
-        ),
-        Field("dry_run", parse_bool, _render_plain, "list what would run, change nothing"),
-        Field("watch", choice("auto", "inotify", "poll"), _render_plain, "auto, inotify or poll"),
-        Field("poll_interval", to_duration, _render_duration, "how often poll mode lists the handoff"),
-        Field("executor", choice("local", "fleet"), _render_plain, "local (worker processes) or fleet (NATS)"),
-        Field("broker", to_optional_str, _render_plain, "fleet: NATS URL (nats://HOST:4222 or tls://…)"),
-        Field("broker_creds", to_optional_str, _render_plain, "fleet: NATS credentials file"),
-        Field("fleet", to_str, _render_plain, "fleet: its name (streams CL_<NAME>_*)"),
-        Field("fleet_inflight", to_int, _render_plain, "fleet: most tasks out at once"),
-        Field("fleet_lease", to_duration, _render_duration, "fleet: a worker's lease on a task"),
-        Field("fleet_max_deliver", to_int, _render_plain, "fleet: deliveries of a task before it fails"),
-        Field("config", to_optional_str, _render_plain, "TOML config file"),
-    )
-}
-
-# Every spelling of a key (snake, dashes, aliases) → field name.
-_KEYS: dict[str, str] = {}
-for _f in FIELDS.values():
-    for _k in (_f.name, *_f.aliases):
-        _KEYS[_k] = _f.name
-        _KEYS[_k.replace("_", "-")] = _f.name
-
-_ENV_NAMES: dict[str, str] = {e: f.name for f in FIELDS.values() for e in f.env_names}
-
-
-def unknown_env(env: Mapping[str, str]) -> list[str]:
-    """``CONDUCTOR_*`` variables in ``env`` that are not configuration options (they are ignored)."""
-    return sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in _ENV_NAMES)
-
-
 # --------------------------------------------------------------------------- layering
 
 _RANK = {"default": 0, "file": 1, "env": 2, "flag": 3}
@@ -248,7 +130,7 @@ def _parse_value(name: str, raw: Any, where: str) -> Any:
 def _flag_layer(cli: Mapping[str, Any]) -> _Layer:
     layer = _Layer("flag", {}, {})
     for key, raw in cli.items():
-        name = _KEYS.get(key.lstrip("-"))
+        name = field_named(key.lstrip("-"))
         if name is None:
             raise ConfigError(f"flag --{key.lstrip('-').replace('_', '-')}: unknown option")
         if raw is None:
@@ -261,10 +143,10 @@ def _flag_layer(cli: Mapping[str, Any]) -> _Layer:
 
 def _env_layer(env: Mapping[str, str]) -> _Layer:
     layer = _Layer("env", {}, {})
-    for var in sorted(_ENV_NAMES):
+    for var in sorted(ENV_NAMES):
         if var not in env:
             continue
-        name = _ENV_NAMES[var]
+        name = ENV_NAMES[var]
         raw = env[var]
         if name in layer.values:
             raise ConfigError(f"env {var}: conflicts with env {layer.sources[name].split(' ', 1)[1]}")
@@ -310,7 +192,7 @@ def _file_layer(path: str) -> _Layer:
         raise ConfigError(f"{where}: invalid TOML: not UTF-8 ({exc})") from None
     layer = _Layer("file", {}, {})
     for key, raw in doc.items():
-        name = _KEYS.get(key)
+        name = field_named(key)
         if name is None or name == "config":
             raise ConfigError(f"{where}: key {key!r} is unknown")
         if name in layer.values:
@@ -403,7 +285,7 @@ def resolve(
     out-of-range settings.
     """
     path, path_source = _config_path(cli, env, config_path, default_config_path)
-    flag_cli = {k: v for k, v in cli.items() if _KEYS.get(k.lstrip("-")) != "config"}
+    flag_cli = {k: v for k, v in cli.items() if field_named(k.lstrip("-")) != "config"}
     layers = [_file_layer(path)] if path else []
     layers.append(_env_layer({k: v for k, v in env.items() if k != ENV_PREFIX + "CONFIG"}))
     layers.append(_flag_layer(flag_cli))

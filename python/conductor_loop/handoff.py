@@ -16,7 +16,7 @@ from conductor_loop.layout import Layout
 from conductor_loop.lock import LockHeld
 from conductor_loop.records import FatalError
 from conductor_loop.state import StateStore
-from conductor_loop.telemetry import Note
+from conductor_loop.telemetry import HandoffChecked, Note
 
 
 class HandoffHold:
@@ -46,6 +46,16 @@ class HandoffHold:
         link = self.layout.symlinked()
         if link is not None:
             raise FatalError(f"{link} is a symbolic link: refusing to write through it (see docs/SECURITY.md)")
+
+    def check(self) -> HandoffChecked:
+        """The sweep's look at the handoff: made again if it was deleted (when it can be), refused (raises
+        :class:`FatalError`) when one of its directories is now a link, and whether it is writable."""
+        if not os.path.isdir(self.layout.root):
+            with contextlib.suppress(FatalError):
+                self.prepare()
+        self.refuse_symlinks()  # a sub-directory swapped for a link: stop (exit 1), write nothing
+        writable = os.access(self.layout.root, os.W_OK | os.X_OK)
+        return HandoffChecked(writable, "" if writable else f"{self.layout.root} is not writable")
 
     def take(self) -> None:
         """Prepare the directory and take its lock (raises :class:`FatalError`, :class:`LockHeld`)."""

@@ -113,6 +113,16 @@ class Results:
             changed = [r.path for r in final if r.path in self.queue.changed]
             self.recorder.submit(final, changed, self.queue.last_runs(r.path for r in final))
 
+    def finish(self) -> tuple[int, int]:
+        """At the stop: hand the recorder what is left, stop it, take its last answers, close it; returns its
+        ``(groups, intents grouped)``."""
+        if self.done:
+            self.flush()
+        self.recorder.stop()
+        self.take_recorded()
+        self.recorder.close()
+        return self.recorder.groups, self.recorder.grouped
+
     def _fault(self, reason: str | None) -> None:
         if reason is not None and self.storage is not None:
             self.storage.trip(reason)

@@ -38,7 +38,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -57,7 +56,9 @@ from conductor_loop.statedb import (
     GO_STATE_NAME,
     SCHEMA_VERSION,
     STATUSES,
+    IntentRow,
     Opened,
+    Outcome,
     StateError,
     connect_checked,
     connect_readonly,
@@ -88,51 +89,12 @@ _SQL_SELECT = "SELECT " + _COLUMNS + " FROM intents"  # noqa: S608
 _SQL_GET = _SQL_SELECT + " WHERE path = ?"
 
 
-@dataclass(slots=True)
-class IntentRow:
-    """One row of the state: the latest known facts about one intent path."""
-
-    path: str
-    sha256: str | None
-    size: int | None
-    status: str  # 'claimed' | 'success' | 'failed' | 'skipped'
-    attempts: int
-    first_seen: float
-    last_seen: float
-    processed_at: float | None
-    message: str
-    moved_to: str | None
-    filed_at: float | None
-    exit_code: int | None
-    duration_ms: float | None
-    correlation_id: str | None
-
-
-@dataclass(slots=True)
-class Outcome:
-    """One finished intent, recorded as part of a batch by :meth:`StateStore.record`."""
-
-    path: str
-    sha256: str | None
-    size: int | None
-    status: str
-    message: str
-    exit_code: int | None
-    duration_ms: float | None
-    correlation_id: str | None
-    moved_to: str | None
-
-
 _SQL_FILED = "UPDATE intents SET moved_to = ?, filed_at = ? WHERE path = ?"
 _SQL_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 
 
 def _meta_rows(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(key, json.dumps(value, sort_keys=True)) for key, value in values.items()]
-
-
-def _row(values: tuple[Any, ...]) -> IntentRow:
-    return IntentRow(*values)
 
 
 def _chunks(seq: Sequence[str], size: int = _CHUNK) -> Iterator[Sequence[str]]:
@@ -241,7 +203,7 @@ class StateStore:
     def get(self, path: str) -> IntentRow | None:
         """The row for ``path``, or ``None``."""
         r = self.conn.execute(_SQL_GET, (path,)).fetchone()
-        return _row(r) if r is not None else None
+        return IntentRow(*r) if r is not None else None
 
     def get_many(self, paths: Sequence[str]) -> dict[str, IntentRow]:
         """Rows for those of ``paths`` that have one, keyed by path (chunked ``IN`` queries)."""
@@ -252,13 +214,13 @@ class StateStore:
             marks = ",".join("?" * len(chunk))
             sql = _SQL_SELECT + " WHERE path IN (" + marks + ")"  # only '?' placeholders
             for r in conn.execute(sql, tuple(chunk)):
-                out[r[0]] = _row(r)
+                out[r[0]] = IntentRow(*r)
         return out
 
     def unfinished(self) -> list[IntentRow]:
         """Rows still ``claimed``: work that was started and not recorded (to run again after a crash)."""
         cur = self.conn.execute(_SQL_SELECT + " WHERE status = 'claimed' ORDER BY first_seen, path")
-        return [_row(r) for r in cur]
+        return [IntentRow(*r) for r in cur]
 
     def unfiled(self) -> list[IntentRow]:
         """Finished rows whose file was not yet filed (recorded, then interrupted before the move)."""
@@ -267,7 +229,7 @@ class StateStore:
         cur = self.conn.execute(
             _SQL_SELECT + " WHERE filed_at IS NULL AND status <> 'claimed' ORDER BY processed_at, path"
         )
-        return [_row(r) for r in cur]
+        return [IntentRow(*r) for r in cur]
 
     def recent_failures(self, limit: int = 10) -> list[IntentRow]:
         """The ``limit`` most recently processed failed rows, newest first."""
@@ -275,7 +237,7 @@ class StateStore:
             _SQL_SELECT + " WHERE status = 'failed' ORDER BY processed_at DESC, path LIMIT ?",
             (limit,),
         )
-        return [_row(r) for r in cur]
+        return [IntentRow(*r) for r in cur]
 
     def last_success_at(self) -> float | None:
         """Epoch time of the newest ``success`` row (when it was recorded), or ``None`` without one."""
@@ -297,7 +259,7 @@ class StateStore:
             "AND status <> 'claimed' ORDER BY filed_at, path LIMIT ?",
             (cutoff, limit),
         )
-        return [_row(r) for r in cur]
+        return [IntentRow(*r) for r in cur]
 
     # ------------------------------------------------------------------ writes
 

@@ -20,6 +20,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -51,6 +52,43 @@ _COLUMNS = (
     "path, sha256, size, status, attempts, first_seen, last_seen, processed_at, message, "
     "moved_to, filed_at, exit_code, duration_ms, correlation_id"
 )
+
+@dataclass(slots=True)
+class IntentRow:
+    """One row of the state: the latest known facts about one intent path (its fields in :data:`_COLUMNS`'s
+    order: a row read is ``IntentRow(*values)``)."""
+
+    path: str
+    sha256: str | None
+    size: int | None
+    status: str  # 'claimed' | 'success' | 'failed' | 'skipped'
+    attempts: int
+    first_seen: float
+    last_seen: float
+    processed_at: float | None
+    message: str
+    moved_to: str | None
+    filed_at: float | None
+    exit_code: int | None
+    duration_ms: float | None
+    correlation_id: str | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One finished intent, recorded as part of a batch by :meth:`StateStore.record`."""
+
+    path: str
+    sha256: str | None
+    size: int | None
+    status: str
+    message: str
+    exit_code: int | None
+    duration_ms: float | None
+    correlation_id: str | None
+    moved_to: str | None
+
+
 
 # Schema migrations: entry i brings user_version i to i + 1.
 _MIGRATIONS: tuple[str, ...] = (

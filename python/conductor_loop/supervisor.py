@@ -189,12 +189,7 @@ class Supervisor:
                     self.pool.kill(w, ABORT_SIGNAL)  # workers stop porch's process group first
             self.pool.stop(timeout=2.0 if self._force else self.cfg.timeout + 10.0)
         if self.recorder is not None and self.results is not None and self.recorder.is_alive():
-            if self.results.done:
-                self.results.flush()
-            self.recorder.stop()
-            self.results.take_recorded()
-            self.recorder.close()
-            self.summary.groups, self.summary.grouped = self.recorder.groups, self.recorder.grouped
+            self.summary.groups, self.summary.grouped = self.results.finish()
         if self.pool is not None:
             self.summary.idle_queued_s = self.pool.idle_queued_s
         if self.watch is not None:
@@ -281,12 +276,7 @@ class Supervisor:
             self._next_sweep = now + interval
             for death in self.pool.stalled(self.cfg.timeout + 10.0):
                 self._on_death(death)
-            if not os.path.isdir(self.layout.root):  # deleted (or replaced): make it again when we can
-                with contextlib.suppress(FatalError):
-                    self.hold.prepare()
-            self.hold.refuse_symlinks()  # a sub-directory swapped for a link: stop (exit 1), write nothing
-            writable = os.access(self.layout.root, os.W_OK | os.X_OK)
-            self.telemetry.emit(HandoffChecked(writable, "" if writable else f"{self.layout.root} is not writable"))
+            self.telemetry.emit(self.hold.check())  # made again if deleted; a link in it stops the loop
             if not self._stopping:
                 self.telemetry.emit(Swept())
                 self.feed.sweep()
