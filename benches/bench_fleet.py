@@ -85,7 +85,7 @@ class Rig:
             return BATCH / (time.monotonic() - t0)
         finally:
             for w in workers:
-                w.close()
+                w.kill()
 
     def close(self) -> None:
         self.loop.close()

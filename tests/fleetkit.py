@@ -6,16 +6,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+import workerproc
 from conductor_loop.fleet import broker
 from conductor_loop.fleet.protocol import (
     MSG_ID_HEADER,
@@ -28,10 +24,8 @@ from conductor_loop.fleet.protocol import (
     encode_task,
     make_task,
 )
-from conductor_loop.fleet.runner import reap_leftovers
-from conftest import REPO, intent_body
+from conftest import intent_body
 
-T = TypeVar("T")
 FLEET = "t"
 NAMES = FleetNames(FLEET)
 CAP = 1 << 20
@@ -163,88 +157,11 @@ def fake_porch(tmp: Path) -> Path:
     return path
 
 
-class Worker:
-    """A real ``conductor-loop worker`` process; its stderr (the log) goes to a file."""
+class Worker(workerproc.Worker):
+    """A real worker of the tests' fleet (:data:`FLEET`), its log in ``tmp``."""
 
     def __init__(self, tmp: Path, url: str, wid: str, *args: str, env: dict[str, str] | None = None) -> None:
-        self.id = wid
-        self.log = tmp / f"worker-{wid}.log"
-        argv = [
-            sys.executable,
-            "-m",
-            "conductor_loop",
-            "worker",
-            "--broker",
-            url,
-            "--fleet",
-            FLEET,
-            "--worker-id",
-            wid,
-            "--log-format",
-            "json",
-            *args,
-        ]
-        full_env = {**os.environ, "PYTHONPATH": str(REPO / "python"), **(env or {})}
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=log, env=full_env, stdin=subprocess.DEVNULL
-            )
-
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        """The JSON log lines so far (only event ``name``, when given)."""
-        out = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                doc = json.loads(line)
-                if name is None or doc.get("event") == name:
-                    out.append(doc)
-        return out
-
-    def wait_event(self, name: str, n: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
-        """Wait until event ``name`` was logged ``n`` times."""
-        return wait_for(
-            lambda: (lambda e: e if len(e) >= n else None)(self.events(name)),
-            timeout,
-            f"{self.id}: {n} x {name}; log:\n{self.log.read_text()[-3000:]}",
-        )
-
-    def metrics_url(self, timeout: float = 20.0) -> str:
-        """The ``/metrics`` URL the worker printed."""
-
-        def found() -> str | None:
-            m = re.search(r"serving /metrics on (http://\S+)", self.log.read_text())
-            return f"{m.group(1)}/metrics" if m else None
-
-        return wait_for(found, timeout, f"{self.id}: no metrics address")
-
-    def signal(self, sig: int) -> None:
-        """Send ``sig`` to the worker process."""
-        self.proc.send_signal(sig)
-
-    def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait; the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        """SIGKILL (after SIGCONT, in case it was stopped) and reap; then kill the porches it left."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-        self.proc.wait()
-        reap_leftovers(None)
-
-
-def wait_for(fn: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Poll ``fn`` until it returns something other than ``None``/falsy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = fn()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+        super().__init__(tmp, url, wid, *args, fleet=FLEET, env=env)
 
 
 def marks(path: Path) -> list[list[str]]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from workerproc import Worker
 
 PORCH = '''#!{python}
 import json, os, sys, time
@@ -50,36 +50,10 @@ def porch_runs(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
-class Worker:
-    """One ``conductor-loop worker`` process (its own session, so a signal reaches it alone)."""
-
-    def __init__(self, url: str, porch: Path, worker_id: str, log_dir: Path, *, slots: int = 1,
-                 fleet: str = "default") -> None:
-        self.id = worker_id
-        self.log = log_dir / f"worker-{worker_id}.log"
-        argv = [sys.executable, "-m", "conductor_loop", "worker", "--broker", url, "--fleet", fleet,
-                "--porch", str(porch), "--slots", str(slots), "--timeout", "30s", "--worker-id", worker_id,
-                "--log-format", "json"]
-        self._fh = open(self.log, "ab")
-        self.proc = subprocess.Popen(argv, stdout=self._fh, stderr=self._fh, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
-
-    def signal(self, sig: int) -> None:
-        """Send ``sig`` to the worker process."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-
-    def close(self) -> None:
-        """Kill the worker and its porch children."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self._fh.close()
-
-
 def start_workers(url: str, porch: Path, log_dir: Path, n: int, *, slots: int = 1) -> list[Worker]:
-    """``n`` workers ``w0`` … ``w<n-1>``."""
-    return [Worker(url, porch, f"w{i}", log_dir, slots=slots) for i in range(n)]
+    """``n`` workers ``w0`` … ``w<n-1>`` of the ``default`` fleet, running ``porch``."""
+    return [Worker(log_dir, url, f"w{i}", "--porch", str(porch), "--slots", str(slots), "--timeout", "30s",
+                   fleet="default") for i in range(n)]
 
 
 def write_waves(handoff: Path, targets: int, waves: int, gap: float = 0.05) -> dict[str, int]:

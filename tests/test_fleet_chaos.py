@@ -109,7 +109,7 @@ def test_chaos_every_intent_filed_once_packages_latest_double_runs_only_when_dis
         loop.close()
         for w in workers:
             w.signal(signal.SIGCONT)
-            w.close()
+            w.kill()
 
 
 @pytest.mark.parametrize("n", [1, 3])
@@ -130,4 +130,4 @@ def test_every_intent_is_filed_with_n_workers(nats: NatsServer, tmp_path: Path, 
     finally:
         loop.close()
         for w in workers:
-            w.close()
+            w.kill()

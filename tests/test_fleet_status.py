@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from conftest import REPO
-from fleetkit import FLEET, NAMES, Worker, ensure_fleet, fake_porch, intent_task, marks, publish, wait_for
+from fleetkit import FLEET, NAMES, Worker, ensure_fleet, fake_porch, intent_task, marks, publish
+from loopproc import wait_for
 from natsserver import NatsServer
 
 
@@ -29,7 +30,7 @@ def test_status_shows_streams_consumers_counts_and_workers(nats_server: NatsServ
     worker = Worker(tmp_path, nats_server.url, "w-st", "--porch", str(porch), "--slots", "2", env=env)
     try:
         publish(nats_server.url, *(intent_task(f"intent-{i}.json") for i in range(3)))
-        wait_for(lambda: len(marks(log)) == 2, 20, "two runs")
+        wait_for(lambda: len(marks(log)) == 2, 20, what="two runs")
         done = _status("--broker", nats_server.url, "--json")
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout)

@@ -22,8 +22,8 @@ from fleetkit import (
     publish,
     publish_raw,
     take_results,
-    wait_for,
 )
+from loopproc import wait_for
 from natsserver import NatsServer
 
 
@@ -53,7 +53,7 @@ def test_builtin_porch_result_unpacks_to_the_package_and_the_task_is_acked(
         assert unpack_checked(result.archive, str(tmp_path / "pkg"), CAP) == 2
         assert "replicas: 4" in (tmp_path / "pkg" / "ns" / "odu-scaling" / "scaling-patch.yaml").read_text()
         worker.wait_event("fleet.worker.task")
-        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, "task acked")
+        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, what="task acked")
         assert counts(nats_server.url)["redelivered"] == 0
         m = _scrape(worker.metrics_url())
         assert m['conductor_worker_tasks_total{outcome="success"}'] == 1
@@ -91,7 +91,7 @@ def test_external_porch_gets_the_intent_argv_and_environment(
         assert "CONDUCTOR_WORKER=w-ext" in env
         assert not refused.ok and not refused.retryable and refused.message == SHA_MISMATCH
         assert refused.archive == b"" and refused.archive_info is None
-        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, "both tasks acked, the junk terminated")
+        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, what="both tasks acked, the junk terminated")
         assert "not a task" not in worker.log.read_text()  # message bodies are never logged
         assert worker.events("fleet.worker.bad_task")[0]["reason"].startswith("message has no metadata line")
     finally:
@@ -109,7 +109,7 @@ def test_porch_slower_than_the_lease_keeps_it_with_heartbeats(
         publish(nats_server.url, intent_task())
         (result,) = take_results(nats_server.url, 1)
         assert result.ok and result.delivery == 1 and result.duration_ms >= 4500
-        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, "task acked")
+        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, what="task acked")
         c = counts(nats_server.url)
         assert c["redelivered"] == 0 and c["delivered"] == 1 and c["results"] == 0
         assert worker.events("fleet.worker.lease_lost") == []
@@ -127,7 +127,7 @@ def test_sigterm_finishes_the_run_in_flight_then_exits_0(
     worker = Worker(tmp_path, nats_server.url, "w-term", "--porch", str(porch), env=env)
     try:
         publish(nats_server.url, intent_task())
-        wait_for(lambda: marks(log), 20, "porch started")
+        wait_for(lambda: marks(log), 20, what="porch started")
         worker.signal(signal.SIGTERM)
         assert worker.proc.wait(timeout=20) == 0
         assert [m[0] for m in marks(log)] == ["start", "end"]
@@ -152,17 +152,17 @@ def test_a_worker_stopped_past_its_lease_fences_itself_and_another_worker_gets_t
     try:
         task = intent_task()
         publish(nats_server.url, task)
-        first = wait_for(lambda: marks(log), 20, "porch started on w-a")[0]
+        first = wait_for(lambda: marks(log), 20, what="porch started on w-a")[0]
         a.signal(signal.SIGSTOP)
         b = Worker(tmp_path, nats_server.url, "w-b", "--porch", str(porch), env=env)
-        wait_for(lambda: len(marks(log)) >= 2, 20, "the task redelivered to w-b")
+        wait_for(lambda: len(marks(log)) >= 2, 20, what="the task redelivered to w-b")
         time.sleep(0.3)
         a.signal(signal.SIGCONT)
         lost = a.wait_event("fleet.worker.lease_lost")[0]
         assert lost["delivery"] == 1 and lost["outcome"] == "lost"
         results = take_results(nats_server.url, 1)
         assert [(r.worker, r.delivery) for r in results] == [("w-b", 2)]
-        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, "task acked by w-b")
+        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, what="task acked by w-b")
         time.sleep(0.5)
         assert take_results(nats_server.url, 1, timeout=0.5) == []  # w-a published nothing
         ends = [m for m in marks(log) if m[0] == "end"]
@@ -186,14 +186,14 @@ def test_worker_reconnects_after_a_server_restart_mid_run_and_goes_on_pulling(
     try:
         one, two = intent_task("intent-1.json"), intent_task("intent-2.json")
         publish(nats_server.url, one)
-        wait_for(lambda: marks(log), 20, "porch started")
+        wait_for(lambda: marks(log), 20, what="porch started")
         nats_server.restart()
         worker.wait_event("fleet.worker.broker_up", 2)
         (r1,) = take_results(nats_server.url, 1)
         publish(nats_server.url, two)
         (r2,) = take_results(nats_server.url, 1)
         assert (r1.task_id, r1.ok, r2.task_id, r2.ok) == (one.task_id, True, two.task_id, True)
-        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, "both acked")
+        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, what="both acked")
     finally:
         worker.kill()
 
@@ -211,7 +211,7 @@ def test_slots_run_at_once_and_a_busy_worker_prefetches_nothing(
     try:
         tasks = [intent_task(f"intent-{i}.json") for i in range(3)]
         publish(nats_server.url, tasks[0], tasks[1])
-        wait_for(lambda: len(marks(log)) == 2, 20, "two runs at once on w-2")
+        wait_for(lambda: len(marks(log)) == 2, 20, what="two runs at once on w-2")
         publish(nats_server.url, tasks[2])  # w-2 is full: it must not take it
         b = Worker(tmp_path, nats_server.url, "w-1", "--porch", str(porch), env=env)
         (third,) = take_results(nats_server.url, 1)
@@ -249,6 +249,6 @@ def test_a_result_the_stream_refuses_becomes_a_small_failure_result(
         assert not result.ok and not result.retryable and result.archive == b""
         assert result.message.startswith("the result could not be stored by the broker")
         assert worker.events("fleet.worker.publish_failed")
-        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, "task acked")
+        wait_for(lambda: counts(nats_server.url)["tasks"] == 0, 10, what="task acked")
     finally:
         worker.kill()
