@@ -211,15 +211,12 @@ def test_streaming_import_of_a_large_file_stays_small(tmp_path: Path) -> None:
     assert len(got) == n and _digest(got) == _digest(want)
 
 
-def test_import_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
-    go = tmp_path / "go.json"
-    go_file(go, 5000)
-    r = run_cli("state", "import", "--handoff", str(tmp_path / "plain"), str(go))
-    assert r.returncode == 0 and "importing" not in r.stderr and "imported 5000 entries" in r.stdout
+def on_a_terminal(*args: str) -> str:
+    """``conductor-loop ARGS`` with stdout and stderr on a pseudo-terminal: what it showed, escapes removed."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conductor_loop", "state", "import", "--handoff", str(tmp_path / "tty"), str(go)],
+        [sys.executable, "-m", "conductor_loop", *args],
         stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm", "COLUMNS": "120"},
     )
     os.close(slave)
@@ -233,12 +230,35 @@ def test_import_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
             if not chunk:
                 break
             raw += chunk
-    assert proc.wait(60) == 0
+    assert proc.wait(60) == 0, raw[-2000:]
     os.close(master)
-    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", raw).decode("utf-8", "replace")
+    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", raw).decode("utf-8", "replace")
+
+
+def test_import_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    go = tmp_path / "go.json"
+    go_file(go, 5000)
+    r = run_cli("state", "import", "--handoff", str(tmp_path / "plain"), str(go))
+    assert r.returncode == 0 and "importing" not in r.stderr and "imported 5000 entries" in r.stdout
+    text = on_a_terminal("state", "import", "--handoff", str(tmp_path / "tty"), str(go))
     size_mb = f"{go.stat().st_size / 1e6:.1f}"
     assert "importing" in text and f"{size_mb}/{size_mb} MB" in text, text
     assert "imported 5000 entries" in text
+
+
+def test_export_to_a_file_shows_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    go = tmp_path / "go.json"
+    go_file(go, 5000)
+    h = str(tmp_path / "h")
+    assert run_cli("state", "import", "--handoff", h, str(go)).returncode == 0
+    with StateStore(h) as s:
+        s.claim([("/old/h/intent-being-worked-on.json", None, None)])  # claimed: not exported, not counted
+    r = run_cli("state", "export", "--handoff", h, "-o", str(tmp_path / "plain.json"))
+    assert r.returncode == 0 and "exporting" not in r.stderr and "exported 5000 entries" in r.stderr
+    text = on_a_terminal("state", "export", "--handoff", h, "-o", str(tmp_path / "tty.json"))
+    assert "exporting" in text and "5000/5000" in text, text
+    assert "exported 5000 entries" in text
+    assert (tmp_path / "tty.json").read_bytes()[100:] == (tmp_path / "plain.json").read_bytes()[100:]  # saved_at aside
 
 
 def test_retention_works_in_bounded_batches(handoff: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 EXPORT_HELP = """Write the state in the Go loop's .conductor-state.json format (stdout by default).
 
+Streamed from the table (memory does not grow with the state). With -o FILE it is written atomically:
+nothing shows under FILE unless all of it was written, and a progress bar is shown when stderr is a
+terminal. On stdout a read error half-way cuts the document short (not valid JSON) and exits 1.
+
 \b
 Examples:
   conductor-loop state export --handoff ./handoff -o backup.json
@@ -68,19 +72,20 @@ def _exclusive(handoff: str, what: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _progress(file: str) -> Iterator[Callable[[int], None] | None]:
-    """A rich progress bar (bytes read of the file's size) on stderr when it is a terminal, else none."""
+def _progress(what: str, total: Callable[[], int], *, in_bytes: bool) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar on stderr when it is a terminal, else none: ``what``, done of ``total()`` (asked only
+    for a bar), as bytes or as entries."""
     from rich.console import Console
 
     console = Console(stderr=True)
     if not console.is_terminal:
         yield None
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                  console=console) as bar:
-        task = bar.add_task("import", total=os.path.getsize(file))
+    done = DownloadColumn() if in_bytes else MofNCompleteColumn()
+    with Progress(TextColumn(what), BarColumn(), done, TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task(what, total=total())
         yield lambda n: bar.update(task, completed=n)
 
 
@@ -108,10 +113,10 @@ def state_export(handoff: str | None, config: str | None, output: str | None) ->
     path, _ = handoff_of(handoff, config)
     try:
         with StateStore(path, readonly=True) as store:
-            entries = _export(store.export_go(), output)
+            entries = _export(store.export_go(), output, lambda: _finished(store.counts()))
     except FileNotFoundError:
         click.echo(f"conductor-loop: no state yet in {path}; exporting an empty state", err=True)
-        entries = _export(GoStateText((), time.time()), output)
+        entries = _export(GoStateText((), time.time()), output, lambda: 0)
     except (sqlite3.Error, StateError) as exc:
         fail(EXIT_FATAL, f"cannot read the state of {path}: {exc}")
         return
@@ -119,9 +124,15 @@ def state_export(handoff: str | None, config: str | None, output: str | None) ->
         click.echo(f"exported {entries} entries to {output}", err=True)
 
 
-def _export(text: GoStateText, output: str | None) -> int:
+def _finished(counts: dict[str, int]) -> int:
+    """The rows an export writes: every one but those still being worked on."""
+    return sum(counts.values()) - counts["claimed"]
+
+
+def _export(text: GoStateText, output: str | None, total: Callable[[], int]) -> int:
     """Write ``text`` piece by piece to stdout, or to ``output`` atomically (nothing shows there unless all
-    of it was written); the number of entries. A write error exits 1 saying which file."""
+    of it was written) with a progress bar of ``total()`` entries on a terminal; the number of entries. A
+    write error exits 1 saying which file."""
     if output is None:
         for piece in text:
             click.echo(piece, nl=False)
@@ -129,9 +140,11 @@ def _export(text: GoStateText, output: str | None) -> int:
     target = os.path.abspath(output)
     try:
         _core.remove_dead_temps(target)  # what an export killed half-way left beside it
-        with _core.AtomicFile(target) as f:
+        with _core.AtomicFile(target) as f, _progress("exporting", total, in_bytes=False) as progress:
             for piece in text:
                 f.write(piece.encode("ascii"))  # the Go layout's JSON escapes every non-ASCII character
+                if progress is not None:
+                    progress(text.entries)
             f.commit()
     except OSError as exc:
         fail(EXIT_FATAL, f"cannot write {output}: {exc}")
@@ -155,7 +168,8 @@ def state_import(handoff: str | None, config: str | None, file: str) -> None:
         fail(EXIT_FATAL, f"cannot create {path}: {exc.strerror or exc}")
     with _exclusive(path, "import state"):
         try:
-            with StateStore(path) as store, _progress(file) as progress:
+            bar = _progress("importing", lambda: os.path.getsize(file), in_bytes=True)
+            with StateStore(path) as store, bar as progress:
                 n = store.import_go(os.path.abspath(file), progress)
         except ValueError as exc:
             fail(EXIT_FATAL, str(exc))
