@@ -114,6 +114,18 @@ def make_intents(handoff: Path, count: int, tag: str = "bench") -> list[Path]:
     return paths
 
 
+def aged_backlog(handoff: Path, out: Path, count: int) -> list[Path]:
+    """:func:`make_intents` older than the loop's debounce (a backlog present at start: the loop takes it at
+    once instead of waiting for it to settle; the baselines never wait), an empty ``out``, all synced."""
+    settled = time.time() - 60
+    paths = make_intents(handoff, count)
+    for p in paths:
+        os.utime(p, (settled, settled))
+    out.mkdir()
+    os.sync()
+    return paths
+
+
 # -- (a) the contract floor, durably -----------------------------------------------------------
 
 #: Intents per group commit of the floors: one ``syncfs`` and one SQLite commit each.

@@ -28,7 +28,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -63,13 +62,7 @@ def scratch() -> Iterator[Scratch]:
         root = baselines.scratch_dir("once-")
         made.append(root)
         handoff, out = root / "handoff", root / "out"
-        # A backlog present at start: older than the loop's debounce, so the loop takes it at once
-        # instead of waiting for it to settle (the baselines never wait).
-        settled = time.time() - 60
-        for p in baselines.make_intents(handoff, N):
-            os.utime(p, (settled, settled))
-        out.mkdir()
-        os.sync()
+        baselines.aged_backlog(handoff, out, N)
         return handoff, out
 
     yield make

@@ -77,14 +77,11 @@ def measured(argv: list[str]) -> tuple[float, float, str]:
 def backlog(root: Path, count: int, state: Path | None = None) -> tuple[Path, Path]:
     """A handoff with ``count`` settled intents (and a copy of ``state``), synced; (handoff, out)."""
     handoff, out = root / "handoff", root / "out"
-    settled = time.time() - 60
-    for p in baselines.make_intents(handoff, count):
-        os.utime(p, (settled, settled))
-    out.mkdir()
+    baselines.aged_backlog(handoff, out, count)
     if state is not None:
         (handoff / ".conductor").mkdir(mode=0o700)
         shutil.copyfile(state, handoff / ".conductor" / "state.db")
-    os.sync()
+        os.sync()
     return handoff, out
 
 
