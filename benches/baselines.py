@@ -216,7 +216,11 @@ def _spawn(program: str, path: str, out: str) -> None:
 _ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
-def _floor_group(job: tuple[list[str], str, str | None]) -> None:
+FloorJob = tuple[list[str], str, str | None]
+"""One group of the floor: its intents' paths, the output directory, the program spawned per intent (or None)."""
+
+
+def _floor_group(job: FloorJob) -> None:
     """One group of the floor: per intent read + SHA-256 + JSON parse, the package files (or a spawn of
     ``program``), the status file; then one ``syncfs``, one SQLite commit of the group's rows, the moves."""
     paths, out, program = job
@@ -246,6 +250,18 @@ def _floor_group(job: tuple[list[str], str, str | None]) -> None:
         os.rename(path, moved)
 
 
+def _floor_jobs(handoff: Path, out: Path, program: str | None) -> tuple[str, list[FloorJob]]:
+    """The floor's state database (made) and its groups over every intent in ``handoff``."""
+    (handoff / "processed").mkdir(exist_ok=True)
+    (handoff / "status").mkdir(exist_ok=True)
+    db = str(handoff / ".floor.sqlite3")
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(_SCHEMA)
+    paths = sorted(e.path for e in os.scandir(handoff) if e.name.startswith("intent-") and e.is_file())
+    return db, [(paths[i : i + FLOOR_GROUP], str(out), program) for i in range(0, len(paths), FLOOR_GROUP)]
+
+
 def contract_floor(handoff: Path, out: Path, program: str | None = None, processes: int = CPUS) -> float:
     """The least the contract allows, durably, over every intent in ``handoff``; wall seconds incl. start-up.
 
@@ -256,18 +272,19 @@ def contract_floor(handoff: Path, out: Path, program: str | None = None, process
     the group's renames (the contract's order: run, status, sync, commit, move).
     """
     t0 = time.perf_counter()
-    (handoff / "processed").mkdir(exist_ok=True)
-    (handoff / "status").mkdir(exist_ok=True)
-    db = str(handoff / ".floor.sqlite3")
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(_SCHEMA)
-    paths = sorted(e.path for e in os.scandir(handoff) if e.name.startswith("intent-") and e.is_file())
-    jobs = [(paths[i : i + FLOOR_GROUP], str(out), program) for i in range(0, len(paths), FLOOR_GROUP)]
+    db, jobs = _floor_jobs(handoff, out, program)
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(processes, initializer=_Floor.open, initargs=(db, str(handoff))) as pool:
         pool.map(_floor_group, jobs, chunksize=1)
     return time.perf_counter() - t0
+
+
+def floor_in_process(handoff: Path, out: Path, program: str | None = None) -> None:
+    """:func:`contract_floor`'s work in this process alone, group after group (to measure its CPU per intent)."""
+    db, jobs = _floor_jobs(handoff, out, program)
+    _Floor.open(db, str(handoff))
+    for job in jobs:
+        _floor_group(job)
 
 
 def file_floor(handoff: Path, out: Path) -> float:

@@ -1,5 +1,5 @@
-"""The profiling tools run by hand (benches/thread_cpu.py, benches/ab_once.py), run small as a developer runs them:
-each runs the loop to its exit 0 (a failed run is the tool's failure) and prints its table."""
+"""The profiling tools run by hand (benches/thread_cpu.py, ab_once.py, worker_cpu.py), run small as a developer
+runs them: each finishes (a loop that fails is the tool's failure) and prints its table."""
 
 from __future__ import annotations
 
@@ -33,3 +33,9 @@ def test_ab_once_runs_the_builds_in_turn_and_prints_the_best_of_each() -> None:
     assert rounds == [("0", "A"), ("0", "B"), ("1", "A"), ("1", "B")], out
     assert re.search(r"^A: best \d+ intents/s, CPU/intent \[\d+, \d+\]$", out, re.M), out
     assert re.search(r"^B: best \d+ intents/s", out, re.M), out
+
+
+def test_worker_cpu_alternates_the_worker_alone_and_the_floor() -> None:
+    out = run_tool("benches/worker_cpu.py", "--intents", "200", "--rounds", "1")
+    sides = re.findall(r"^round 0 (worker alone|floor, whole path): \d+ us/intent \(user \d+, kernel \d+\)$", out, re.M)
+    assert sides == ["worker alone", "floor, whole path"], out
