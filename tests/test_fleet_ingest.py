@@ -339,6 +339,29 @@ def _stream_limit(hand: HandWorker, max_msgs: int) -> None:
     hand.run(hand.js.update_stream(info.config.evolve(max_msgs=max_msgs)))
 
 
+def test_no_more_tasks_go_out_once_those_held_reach_fleet_inflight_bytes(nats: NatsServer,
+                                                                        dirs: tuple[Path, Path]) -> None:
+    handoff, out = dirs
+    n = 12
+    for i in range(n):  # a backlog present at start, larger than --fleet-inflight: by count 8 would go out at once
+        write_intent(handoff, f"intent-{i:02d}.json", target=f"web{i}")
+    with fleet_loop(nats, handoff, out, "--fleet-inflight", "8", "--fleet-inflight-bytes", "1") as loop:
+        hand = HandWorker(nats.url)
+        try:
+            for k in range(n):  # one task at a time: the first crosses the 1-byte cap, the others wait as files
+                wait_for(lambda: hand.messages(hand.names.task_stream) == 1, what=f"task {k} published")
+                if k < 2:
+                    time.sleep(0.5)  # several turns of the loop: still one out
+                assert hand.messages(hand.names.task_stream) == 1
+                task, msg = hand.take()
+                hand.answer(task, msg)
+                wait_for(lambda: filed(handoff, task.name) == "processed", what=f"{task.name} filed")
+            assert all(status(handoff, f"intent-{i:02d}.json")["status"] == "success" for i in range(n))
+            assert counter(loop, "conductor_fleet_inflight") == 0
+        finally:
+            hand.close()
+
+
 def test_at_most_inflight_tasks_go_out_and_a_full_stream_backs_off_then_publishes(
         nats: NatsServer, dirs: tuple[Path, Path], tmp_path: Path) -> None:
     handoff, out = dirs

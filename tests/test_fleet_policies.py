@@ -32,6 +32,31 @@ def test_room_is_the_cap_less_what_is_out_and_only_in_flight_tasks_count() -> No
     assert fs.room() == 1 and "t2" in fs and "t1" not in fs
 
 
+def test_no_room_once_the_tasks_held_reach_the_byte_cap_and_one_may_cross_it() -> None:
+    fs = Flights(cap=8, lease=2.0, max_deliver=3, timeout=30.0, clock=FakeClock(), bytes_cap=10)
+    big = flight("t1")
+    big.body = b"x" * 25  # larger than the cap: still goes out, alone
+    assert fs.room() == 8
+    fs.add(big)
+    assert (fs.bytes, fs.room()) == (25, 0)
+    fs.take("t1")
+    assert (fs.bytes, fs.room()) == (0, 8)
+    for k, size in enumerate((4, 4, 1)):  # 4, 8, 9 bytes held: below the cap, room by count
+        f = flight(f"s{k}", f"/h/intent-{k}.json")
+        f.body = b"x" * size
+        fs.add(f)
+    assert (fs.bytes, fs.room()) == (9, 5)
+    f = flight("s3", "/h/intent-3.json")
+    f.body = b"x" * 3
+    fs.add(f)
+    assert (fs.bytes, fs.room()) == (12, 0)  # crossed by one task
+    fs.add(f)  # the same task added again (adopted at a restart) is counted once
+    assert fs.bytes == 12
+    fs.take("s0")
+    assert (fs.bytes, fs.room()) == (8, 5)  # three held, 8 bytes: below the cap again
+    assert Flights(8, 2.0, 3, 30.0, FakeClock()).room() == 8  # no byte cap given: the count alone
+
+
 def test_a_failed_publish_backs_off_doubling_to_the_cap() -> None:
     clock = FakeClock()
     fs = Flights(4, 2.0, 3, 30.0, clock)
@@ -143,15 +168,18 @@ def test_stale_accept_temps_are_removed_at_start_and_nothing_else(tmp_path: Path
 def test_fleet_options_come_through_every_layer_and_are_checked(tmp_path: Path) -> None:
     conf = tmp_path / "c.toml"
     conf.write_text('executor = "fleet"\nbroker = "nats://127.0.0.1:4222"\nfleet-inflight = 8\nfleet_lease = "5s"\n')
-    env = {"CONDUCTOR_FLEET": "blue", "CONDUCTOR_FLEET_MAX_DELIVER": "5"}
+    env = {"CONDUCTOR_FLEET": "blue", "CONDUCTOR_FLEET_MAX_DELIVER": "5", "CONDUCTOR_FLEET_INFLIGHT_BYTES": "8MiB"}
     cfg, src = resolve({"fleet_inflight": "16"}, env, str(conf), default_config_path="")
     assert (cfg.executor, cfg.broker, cfg.fleet, cfg.fleet_inflight, cfg.fleet_lease, cfg.fleet_max_deliver) == (
         "fleet", "nats://127.0.0.1:4222", "blue", 16, 5.0, 5)
     assert src["fleet_inflight"] == "flag" and src["fleet"] == "env CONDUCTOR_FLEET"
     assert src["fleet_lease"].startswith("file ")
+    assert (cfg.fleet_inflight_bytes, src["fleet_inflight_bytes"]) == (8 << 20, "env CONDUCTOR_FLEET_INFLIGHT_BYTES")
+    assert resolve({}, {}, None, default_config_path="")[0].fleet_inflight_bytes == 64 << 20
     assert resolve({}, {}, None, default_config_path="")[0].executor == "local"
     for flags, needle in (({"executor": "fleet"}, "broker"), ({"fleet": "no/slash"}, "fleet"),
                           ({"fleet_inflight": "0"}, "fleet_inflight"), ({"fleet_lease": "10ms"}, "fleet_lease"),
+                          ({"fleet_inflight_bytes": "0"}, "fleet_inflight_bytes"),
                           ({"executor": "fleet", "broker": "http://x"}, "nats://")):
         with pytest.raises(ConfigError, match=needle):
             resolve(flags, {}, None, default_config_path="")

@@ -103,6 +103,7 @@ class RunConfig:
     broker_creds: str | None = None
     fleet: str = "default"
     fleet_inflight: int = 64
+    fleet_inflight_bytes: int = 64 * MiB
     fleet_lease: float = 30.0
     fleet_max_deliver: int = 3
     config: str | None = None

@@ -113,6 +113,7 @@ FIELDS: dict[str, Field] = {
         Field("broker_creds", to_optional_str, _render_plain, "fleet: NATS credentials file"),
         Field("fleet", to_str, _render_plain, "fleet: its name (streams CL_<NAME>_*)"),
         Field("fleet_inflight", to_int, _render_plain, "fleet: most tasks out at once"),
+        Field("fleet_inflight_bytes", to_size, _render_size, "fleet: most bytes of tasks out at once"),
         Field("fleet_lease", to_duration, _render_duration, "fleet: a worker's lease on a task"),
         Field("fleet_max_deliver", to_int, _render_plain, "fleet: deliveries of a task before it fails"),
         Field("config", to_optional_str, _render_plain, "TOML config file"),

@@ -75,6 +75,8 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--broker-creds", metavar="FILE", help="Fleet: NATS credentials file."),
         click.option("--fleet", metavar="NAME", help="Fleet: its name (default 'default')."),
         click.option("--fleet-inflight", metavar="N", help="Fleet: most tasks out at once (default 64)."),
+        click.option("--fleet-inflight-bytes", metavar="SIZE",
+                     help="Fleet: most bytes of tasks (their intents) out at once; one more may cross it (64MiB)."),
         click.option("--fleet-lease", metavar="DURATION", help="Fleet: a worker's lease on a task (default 30s)."),
         click.option("--fleet-max-deliver", metavar="N", help="Fleet: deliveries before an intent fails (default 3)."),
         click.option(GO_FLAG_OPTION, "go_flags", multiple=True, hidden=True),

@@ -3,7 +3,10 @@
 A *flight* is one published (or being published) task of one claimed intent. :class:`Flights` owns the
 rules of the ingest side (docs/operations.md, "Fleet mode"):
 
-- back-pressure: at most ``cap`` flights at once (``--fleet-inflight``); the rest wait as files;
+- back-pressure: at most ``cap`` flights at once (``--fleet-inflight``), and none more once the tasks held
+  reach ``bytes_cap`` bytes (``--fleet-inflight-bytes``: each is kept, its intent included, until its result is
+  decided, for republishing; one task may cross the cap, so an intent larger than it still goes out, alone);
+  the rest wait as files;
 - a publish that failed (broker down, stream full) is tried again after a backoff (0.5 s doubling to
   10 s), the intent staying claimed in the handoff;
 - the ingest-side deadline: a task without a result ``lease x (max_deliver + 1) + timeout`` after it
@@ -75,8 +78,12 @@ class Flight:
 class Flights:
     """The table of flights, by task id and by task-stream sequence."""
 
-    def __init__(self, cap: int, lease: float, max_deliver: int, timeout: float, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, cap: int, lease: float, max_deliver: int, timeout: float, clock: Clock = SYSTEM_CLOCK,
+                 bytes_cap: int | None = None) -> None:
         self.cap = cap
+        self.bytes_cap = bytes_cap
+        #: Bytes of the encoded tasks held (``Flight.body``).
+        self.bytes = 0
         self.clock = clock
         self.deadline_s = lease * (max_deliver + 1) + timeout
         self._by_id: dict[str, Flight] = {}
@@ -90,7 +97,9 @@ class Flights:
         return task_id in self._by_id
 
     def room(self) -> int:
-        """How many more tasks may go out now."""
+        """How many more tasks may go out now: none once the tasks held reach ``bytes_cap`` bytes (if given)."""
+        if self.bytes_cap is not None and self.bytes >= self.bytes_cap:
+            return 0
         return max(0, self.cap - len(self._by_id))
 
     def all(self) -> list[Flight]:
@@ -99,6 +108,8 @@ class Flights:
 
     def add(self, f: Flight) -> None:
         """A task about to be handed to the bridge."""
+        old = self._by_id.get(f.task_id)
+        self.bytes += len(f.body) - (len(old.body) if old is not None else 0)
         self._by_id[f.task_id] = f
         f.phase, f.publishes = Phase.PUBLISHING, f.publishes + 1
         self.changed = True
@@ -116,6 +127,7 @@ class Flights:
         """Remove and return the flight of ``task_id`` (its result counts); ``None``: not in flight."""
         f = self._by_id.pop(task_id, None)
         if f is not None:
+            self.bytes -= len(f.body)
             if f.seq is not None:
                 self._by_seq.pop(f.seq, None)
             self.changed = True

@@ -82,7 +82,8 @@ class FleetPool:
         self.clock = clock
         self.names = FleetNames(cfg.fleet)
         self.metrics = FleetMetrics(telemetry.metrics.registry)
-        self.flights = fl.Flights(cfg.fleet_inflight, cfg.fleet_lease, cfg.fleet_max_deliver, cfg.timeout, clock)
+        self.flights = fl.Flights(cfg.fleet_inflight, cfg.fleet_lease, cfg.fleet_max_deliver, cfg.timeout, clock,
+                                  cfg.fleet_inflight_bytes)
         self.processor = RemoteProcessor(settings, 0, RemoteExecutor(cfg.mode, cfg.fleet))
         self.acceptor = Acceptor(self.processor, settings.out, cfg.max_file_size)
         self.health = BrokerHealth(cfg.fleet_lease, clock)
@@ -130,7 +131,12 @@ class FleetPool:
             if len(batch) > room:  # never more than --fleet-inflight out
                 queue.unsend(batch[room:])
                 batch = batch[:room]
-            out += [f for item in batch if (f := self._launch(item))]
+            for k, item in enumerate(batch):
+                if self.flights.room() == 0:  # --fleet-inflight-bytes reached: the rest wait
+                    queue.unsend(batch[k:])
+                    break
+                if f := self._launch(item):
+                    out.append(f)
         self._save()  # saved before it goes out: a restart knows every task that may be out
         for f in out:
             self._send(f, again=False)

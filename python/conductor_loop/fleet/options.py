@@ -16,6 +16,8 @@ def check_fleet_options(cfg: Any, fail: Callable[[str, str], Exception]) -> None
         raise fail("fleet", f"{cfg.fleet[:40]!r} must be 1 to 32 of A-Z a-z 0-9 _ -")
     if cfg.fleet_inflight < 1:
         raise fail("fleet_inflight", f"must be at least 1, not {cfg.fleet_inflight}")
+    if cfg.fleet_inflight_bytes < 1:
+        raise fail("fleet_inflight_bytes", "must be at least 1 byte")
     if not 0.5 <= cfg.fleet_lease <= 3600:
         raise fail("fleet_lease", "must be between 500ms and 1h")
     if cfg.fleet_max_deliver < 1:
