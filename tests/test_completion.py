@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from needs import need_tool
 
 BIN = Path(sys.executable).parent / "conductor-loop"
 
@@ -26,10 +27,9 @@ def test_bash_completion_script_is_produced() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "_conductor_loop_completion()" in proc.stdout
     assert "complete -o nosort -F _conductor_loop_completion conductor-loop" in proc.stdout
-    bash = shutil.which("bash")
-    if bash is not None:  # the script is valid bash
-        check = subprocess.run([bash, "-n"], input=proc.stdout, capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, check.stderr
+    bash = need_tool("bash", "apt-get install bash")  # the script is valid bash
+    check = subprocess.run([bash, "-n"], input=proc.stdout, capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
 
 
 @pytest.mark.parametrize(("shell", "marker"), [("zsh", "#compdef conductor-loop"),
