@@ -59,11 +59,6 @@ def iter_go_rows(json_path: str, now: float, progress: ProgressFn | None = None)
         log.warning("%s: %d malformed entries skipped", json_path, skipped)
 
 
-def read_go_state(json_path: str, now: float) -> list[tuple[Any, ...]]:
-    """All rows of :func:`iter_go_rows` in a list (small files and tests)."""
-    return list(iter_go_rows(json_path, now))
-
-
 GoRow = tuple[str, str | None, int | None, float | None, str]
 """A finished row as exported: ``(path, sha256, size, processed_at, status)``."""
 

@@ -53,6 +53,7 @@ _COLUMNS = (
     "moved_to, filed_at, exit_code, duration_ms, correlation_id"
 )
 
+
 @dataclass(slots=True)
 class IntentRow:
     """One row of the state: the latest known facts about one intent path (its fields in :data:`_COLUMNS`'s
@@ -87,7 +88,6 @@ class Outcome:
     duration_ms: float | None
     correlation_id: str | None
     moved_to: str | None
-
 
 
 # Schema migrations: entry i brings user_version i to i + 1.
