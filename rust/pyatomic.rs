@@ -16,11 +16,14 @@ struct PyAtomicFile {
     inner: Option<TempFile<OwnedFd>>,
 }
 
+/// What `write` and `commit` say once the file is committed or closed.
+const GONE: &str = "the atomic file is committed or closed";
+
 impl PyAtomicFile {
     fn open(&mut self) -> PyResult<&mut TempFile<OwnedFd>> {
         self.inner
             .as_mut()
-            .ok_or_else(|| PyValueError::new_err("the atomic file is committed or closed"))
+            .ok_or_else(|| PyValueError::new_err(GONE))
     }
 }
 
@@ -44,11 +47,11 @@ impl PyAtomicFile {
     /// fsync (if ``fsync``), rename over the final name, fsync the directory (if ``fsync``).
     #[pyo3(signature = (fsync=true))]
     fn commit(&mut self, py: Python<'_>, fsync: bool) -> PyResult<()> {
-        self.open()?;
-        match self.inner.take() {
-            Some(file) => py.detach(|| file.commit(fsync)).map_err(to_pyerr),
-            None => Ok(()),
-        }
+        let file = self
+            .inner
+            .take()
+            .ok_or_else(|| PyValueError::new_err(GONE))?;
+        py.detach(|| file.commit(fsync)).map_err(to_pyerr)
     }
 
     /// Give up: remove the temp file (nothing if committed already).
