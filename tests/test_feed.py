@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 from conductor_loop.feed import Feed
+from conductor_loop.health import Health
 from conductor_loop.intake import Intake
 from conductor_loop.layout import Layout
-from conductor_loop.metrics import Health, Metrics
+from conductor_loop.metrics import Metrics
 from conductor_loop.records import RetryPolicy
 from conductor_loop.state import Outcome, StateStore
 from conductor_loop.telemetry import Telemetry

@@ -20,7 +20,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from conductor_loop.fleet.ingestmetrics import FleetMetrics
-from conductor_loop.metrics import Health, Metrics
+from conductor_loop.health import Health
+from conductor_loop.metrics import Metrics
 from conductor_loop.metricserver import MetricsServer, parse_addr
 from needs import missing, need_tool
 
@@ -602,3 +603,4 @@ def test_alert_rules_promtool(tmp_path: Path) -> None:
     tests.write_text(_RULE_TESTS.format(rules=json.dumps(str(bare))))
     proc = subprocess.run([tool, "test", "rules", str(tests)], capture_output=True, text=True, timeout=50)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from conductor_loop.metrics import Health, Metrics
+from conductor_loop.health import Health
+from conductor_loop.metrics import Metrics
 from conductor_loop.pool import BootFailures, Death, Pool, WorkerHandle
 from conductor_loop.records import Outcome, WorkItem, WorkResult
 from conductor_loop.staff import Staff
@@ -134,7 +135,8 @@ def test_forkserver_starts_when_the_staff_expects_work_and_preloads() -> None:
     which the loop's own process never imported (a fresh interpreter, so no forkserver of an earlier test)."""
     script = (
         "import os, sys\n"
-        "from conductor_loop.metrics import Health, Metrics\n"
+        "from conductor_loop.health import Health\n"
+        "from conductor_loop.metrics import Metrics\n"
         "from conductor_loop.pool import Pool\n"
         "from conductor_loop.staff import Staff\n"
         "from conductor_loop.telemetry import Telemetry\n"

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from conductor_loop.faults import fault_of, space_fault
-from conductor_loop.metrics import Health
+from conductor_loop.health import Health
 from conductor_loop.storage import IntakePause
 from conftest import read_calls, run_cli, statuses, write_intent
 from fakeclock import FakeClock

@@ -6,8 +6,9 @@ import io
 import json
 from typing import Any
 
+from conductor_loop.health import Health
 from conductor_loop.logs import setup_logging
-from conductor_loop.metrics import Health, Metrics
+from conductor_loop.metrics import Metrics
 from conductor_loop.records import Filing, Outcome, RunSummary, WorkResult
 from conductor_loop.telemetry import (
     Figures,

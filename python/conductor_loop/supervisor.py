@@ -32,10 +32,11 @@ from conductor_loop.executors import LoopPool, LoopStaff, executor_side, recover
 from conductor_loop.faults import fatal_at_start
 from conductor_loop.feed import Feed
 from conductor_loop.handoff import HandoffHold
+from conductor_loop.health import Health
 from conductor_loop.intake import Intake, peek_priority
 from conductor_loop.layout import Layout
 from conductor_loop.lock import LockHeld
-from conductor_loop.metrics import Health, Metrics
+from conductor_loop.meters import Meters, Unserved
 from conductor_loop.pool import Death
 from conductor_loop.quarantine import Quarantine
 from conductor_loop.recorder import Recorder
@@ -64,7 +65,7 @@ class Supervisor:
         self,
         cfg: RunConfig,
         *,
-        metrics: Metrics | None = None,
+        metrics: Meters | None = None,
         health: Health | None = None,
         reload: Callable[[], RunConfig] | None = None,
         on_outcome: Callable[[RunSummary, int], None] | None = None,
@@ -74,7 +75,7 @@ class Supervisor:
         self.cfg = cfg
         self.layout = Layout(cfg.handoff, tuple(cfg.patterns))
         self.out = os.path.abspath(cfg.out)
-        self.telemetry = Telemetry(metrics or Metrics(), health or Health(), on_outcome)
+        self.telemetry = Telemetry(metrics or Unserved(), health or Health(), on_outcome)
         self.reload_config = reload
         self.start_method = start_method
         self.executor = executor

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from conductor_loop.health import Health
 from conductor_loop.logs import log_event
-from conductor_loop.metrics import Health, Metrics
+from conductor_loop.meters import Meters
 from conductor_loop.records import Filing, Outcome, RunSummary, WorkResult
 
 WARNING, ERROR = 30, 40
@@ -163,7 +164,7 @@ LIVE_EVERY, LIVE_CHANGED_EVERY = 1.0, 0.25
 class Telemetry:
     """Turns the loop's events into metrics, log lines, health, progress and the run summary."""
 
-    def __init__(self, metrics: Metrics, health: Health, on_outcome: ProgressHook | None = None) -> None:
+    def __init__(self, metrics: Meters, health: Health, on_outcome: ProgressHook | None = None) -> None:
         self.metrics = metrics
         self.health = health
         self.on_outcome = on_outcome

@@ -30,10 +30,10 @@ def fail(code: int, message: str) -> NoReturn:
 
 def serve_metrics(addr: str | None, metrics: Any, health: Any) -> Any:
     """Start the ``--metrics-addr`` server (``run`` and ``worker``), if asked for; exit 2 when ``addr`` is unusable."""
-    from conductor_loop.metricserver import MetricsServer
-
     if not addr:
         return None
+    from conductor_loop.metricserver import MetricsServer  # http.server: imported only when served
+
     try:
         server = MetricsServer(addr, metrics, health)
         host, port = server.start()

@@ -58,12 +58,18 @@ def run(**params: Any) -> None:
 
 def _run_loop(cfg: RunConfig, params: dict[str, Any], executor: Any) -> int:
     from conductor_loop.executor import resolve_porch
+    from conductor_loop.health import Health
     from conductor_loop.lock import LockHeld
-    from conductor_loop.metrics import Health, Metrics
+    from conductor_loop.meters import Meters, Unserved
     from conductor_loop.records import FatalError
     from conductor_loop.supervisor import Supervisor
 
-    metrics, health = Metrics(), Health(live_timeout=max(30.0, cfg.timeout + 15.0))
+    metrics: Meters = Unserved()
+    if cfg.metrics_addr:  # without an endpoint nothing could read a count: prometheus-client is not even imported
+        from conductor_loop.metrics import Metrics
+
+        metrics = Metrics()
+    health = Health(live_timeout=max(30.0, cfg.timeout + 15.0))
     server = serve_metrics(cfg.metrics_addr, metrics, health)
     progress = Progress(enabled=cfg.once and sys.stderr.isatty())
 

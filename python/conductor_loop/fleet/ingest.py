@@ -28,6 +28,7 @@ from conductor_loop.fleet.accept import Acceptor, RemoteExecutor, RemoteProcesso
 from conductor_loop.fleet.ingestmetrics import FleetMetrics
 from conductor_loop.fleet.protocol import FleetNames, ProtocolError, decode_result, encode_task, make_task
 from conductor_loop.layout import Layout
+from conductor_loop.metrics import Metrics
 from conductor_loop.records import FatalError, Outcome, WorkerSettings, WorkItem, WorkResult
 from conductor_loop.telemetry import Telemetry
 from conductor_loop.workqueue import WorkQueue
@@ -81,7 +82,8 @@ class FleetPool:
         self.queue = queue
         self.clock = clock
         self.names = FleetNames(cfg.fleet)
-        self.metrics = FleetMetrics(telemetry.metrics.registry)
+        served = telemetry.metrics.registry if isinstance(telemetry.metrics, Metrics) else None
+        self.metrics = FleetMetrics(served)  # unserved: a registry of its own, which nothing reads
         self.flights = fl.Flights(cfg.fleet_inflight, cfg.fleet_lease, cfg.fleet_max_deliver, cfg.timeout, clock,
                                   cfg.fleet_inflight_bytes)
         self.processor = RemoteProcessor(settings, 0, RemoteExecutor(cfg.mode, cfg.fleet))

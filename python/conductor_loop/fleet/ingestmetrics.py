@@ -15,7 +15,9 @@ class FleetMetrics:
     """``conductor_fleet_*``: tasks out, results by outcome, duplicates, redeliveries, max-deliveries,
     republishes, round trips, and whether the broker is reachable."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        """The metrics on ``registry`` (the loop's when it is served; None: a registry of their own)."""
+        registry = registry if registry is not None else CollectorRegistry()
         self.inflight = Gauge("conductor_fleet_inflight", "Tasks published to the fleet and not yet decided.",
                               registry=registry)
         self.results = Counter("conductor_fleet_results_total",
