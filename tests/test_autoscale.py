@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from conductor_loop.autoscale import Autoscaler, LoadSample
+from pathlib import Path
+
+import pytest
+
+from conductor_loop.autoscale import Autoscaler, CpuIdle, LoadSample
 
 
 def sample(t: float, queue: int, workers: int, busy: int | None = None, idle: float = 0.8, rate: float = 10.0
@@ -73,3 +77,40 @@ def test_bounds_change_applies_at_once() -> None:
     assert a.decide(sample(0.0, queue=0, workers=4, busy=0)) == 2
     a.set_bounds(3, 5)
     assert a.decide(sample(1.0, queue=0, workers=2, busy=0)) == 3
+
+
+def _stat(user: int, idle: int, iowait: int, steal: int = 0) -> str:
+    """A ``/proc/stat`` first line (user nice system idle iowait irq softirq steal guest guest_nice)."""
+    return f"cpu  {user} 0 0 {idle} {iowait} 0 0 {steal} 7 7\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "idle"),
+    [
+        (_stat(100, 100, 0), _stat(150, 150, 0), 0.5),  # half busy
+        (_stat(100, 100, 0), _stat(200, 100, 0), 0.0),  # saturated
+        (_stat(100, 100, 0), _stat(100, 150, 50), 1.0),  # idle or waiting on the disk: both count as idle
+        (_stat(0, 0, 0, steal=0), _stat(50, 25, 0, steal=25), 0.25),  # stolen ticks are busy; guests not again
+        (_stat(100, 100, 0), _stat(100, 100, 0), 1.0),  # no tick passed: nothing to say
+        (_stat(100, 100, 0), "cpu  x y\n", 1.0),  # unreadable line
+        (_stat(100, 100, 0), "", 1.0),  # empty file
+    ],
+)
+def test_cpu_idle_from_proc_stat(tmp_path: Path, before: str, after: str, idle: float) -> None:
+    """Idle and iowait over all ticks between two looks; 1.0 when there is nothing to compare."""
+    stat = tmp_path / "stat"
+    stat.write_text(before)
+    cpu = CpuIdle(str(stat))
+    assert cpu() == 1.0  # the first look
+    stat.write_text(after)
+    assert cpu() == pytest.approx(idle)
+
+
+def test_cpu_idle_of_this_host_and_of_a_missing_file(tmp_path: Path) -> None:
+    """The real ``/proc/stat`` gives a share in [0, 1] once ticks passed; a missing file says 1.0."""
+    cpu = CpuIdle()
+    cpu()
+    sum(i * i for i in range(300_000))  # let some ticks pass
+    assert 0.0 <= cpu() <= 1.0
+    gone = CpuIdle(str(tmp_path / "nothing"))
+    assert gone() == 1.0 and gone() == 1.0

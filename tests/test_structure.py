@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from conductor_loop.logs import EVENTS
 from conductor_loop.records import Outcome
+from intent_fixtures import flat
+from loopproc import free_port
 
 PKG = Path(__file__).resolve().parent.parent / "python" / "conductor_loop"
 
@@ -159,3 +166,32 @@ def test_a_worker_loads_no_command_line() -> None:
     code += "m.startswith(('click.', 'conductor_loop.cli'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("served", [False, True])
+def test_the_loop_process_imports_only_what_it_uses(tmp_path: Path, served: bool) -> None:
+    """A real once-run: the loop's own process never checks an intent, so it never imports fastjsonschema (the
+    workers' forkserver compiles the schema); without --metrics-addr nothing could read a count, so neither
+    prometheus-client nor the HTTP server is imported either (``meters.Unserved``). With an endpoint both are
+    (the scrape itself: the ``LoopProcess`` tests). docs/ARCHITECTURE.md, "What was cut"."""
+    handoff, out = tmp_path / "handoff", tmp_path / "out"
+    handoff.mkdir()
+    (handoff / "intent-a.json").write_text(json.dumps(flat(timestamp=None)))
+    argv = ["run", "--once", "--handoff", str(handoff), "--out", str(out)]
+    if served:
+        argv += ["--metrics-addr", f"127.0.0.1:{free_port()}"]
+    code = (
+        "import atexit, sys\n"
+        "def seen():\n"
+        "    names = sorted(m for m in sys.modules if m in ('prometheus_client', 'http.server', 'fastjsonschema'))\n"
+        "    print('imported', names, file=sys.stderr)\n"
+        "atexit.register(seen)\n"
+        "from conductor_loop.entry import main\n"
+        f"main({argv!r})\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "processed 1, skipped 0, failed 0" in r.stdout, r.stdout
+    expected = ["http.server", "prometheus_client"] if served else []
+    assert f"imported {expected!r}" in r.stderr, r.stderr
+    assert (handoff / "processed" / "intent-a.json").exists()

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import psutil
-
 
 @dataclass(frozen=True, slots=True)
 class LoadSample:
@@ -81,6 +79,34 @@ class Autoscaler:
         return s.workers
 
 
-def cpu_idle_fraction() -> float:
-    """Share of the host's CPU that was idle since the previous call (psutil)."""
-    return max(0.0, 1.0 - psutil.cpu_percent(interval=None) / 100.0)
+class CpuIdle:
+    """The share of the host's CPU that was idle since the previous call: 0.0 (saturated) .. 1.0 (idle).
+
+    Read from the first line of ``/proc/stat``: idle and iowait ticks over all ticks (guest time is counted
+    in user time already, so it is not added again). The first call, with nothing to compare, says 1.0, and
+    so does a file that cannot be read or a counter that did not move: the autoscaler then decides on the
+    queue alone.
+    """
+
+    def __init__(self, path: str = "/proc/stat") -> None:
+        self.path = path
+        self._last: tuple[int, int] | None = None
+
+    def __call__(self) -> float:
+        now = self._ticks()
+        last, self._last = self._last, now
+        if now is None or last is None or now[0] <= last[0]:
+            return 1.0
+        return min(1.0, max(0.0, (now[1] - last[1]) / (now[0] - last[0])))
+
+    def _ticks(self) -> tuple[int, int] | None:
+        """(all ticks, idle + iowait ticks) of the host, or None."""
+        try:
+            with open(self.path, "rb") as f:
+                fields = f.readline().split()
+        except OSError:
+            return None
+        if len(fields) < 6 or fields[0] != b"cpu" or not all(x.isdigit() for x in fields[1:]):
+            return None
+        ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+        return sum(ticks), ticks[3] + ticks[4]

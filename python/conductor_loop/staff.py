@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from conductor_loop.autoscale import Autoscaler, LoadSample, cpu_idle_fraction
+from conductor_loop.autoscale import Autoscaler, CpuIdle, LoadSample
 from conductor_loop.config import RunConfig
 from conductor_loop.pool import BootFailures, Death, Pool, WorkerHandle
 from conductor_loop.records import FatalError
@@ -33,6 +33,7 @@ class Staff:
         self.telemetry = telemetry
         self.min_workers, self.max_workers = bounds
         self.autoscaler = Autoscaler(self.min_workers, self.max_workers)
+        self.cpu_idle = CpuIdle()
         self.boot = BootFailures()
         self._scale_mark = (0.0, 0)
 
@@ -125,7 +126,7 @@ class Staff:
             queue=backlog,
             workers=self.pool.size,
             busy=self.pool.busy,
-            cpu_idle=cpu_idle_fraction(),
+            cpu_idle=self.cpu_idle(),
             rate_per_worker=rate,
         )
         target = self.autoscaler.decide(sample)

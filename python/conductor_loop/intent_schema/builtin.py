@@ -1,6 +1,7 @@
 """``--intent-schema builtin`` (the default): the strict Nephoran scaling schema.
 
-``schema/intent.schema.json`` (draft-07, compiled once at import with ``fastjsonschema``): flat style
+``schema/intent.schema.json`` (draft-07, compiled once per process with ``fastjsonschema`` by
+:mod:`.compiled`, at the first check; the workers' forkserver compiles it before it forks): flat style
 only, no unknown top-level fields, ``intent_type``, ``target``, ``namespace`` and ``replicas`` required;
 then ``target`` and ``namespace`` must be DNS-1123 labels, because they become directory and Kubernetes
 names. A Kubernetes-style document is rejected with a hint to use ``--intent-schema go-compat``.
@@ -8,14 +9,13 @@ names. A Kubernetes-style document is rejected with a hint to use ``--intent-sch
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from collections.abc import Callable
+from functools import cache
 from typing import Any
-
-import fastjsonschema
 
 from conductor_loop.intent import KUBERNETES, Intent, describe, style_of
 from conductor_loop.intent_schema.base import Rejected, json_type, shown, shown_key
+from conductor_loop.intent_schema.document import SCHEMA
 from conductor_loop.k8snames import LABEL_RULE, is_dns1123_label
 
 NAME = "builtin"
@@ -23,13 +23,8 @@ KUBERNETES_HINT = (
     "looks like a Kubernetes-style intent: run with --intent-schema go-compat to accept the Go loop's formats"
 )
 
-#: Shipped beside the package's modules (a wheel is never zipped); read by path, not through
-#: ``importlib.resources``, whose import alone cost every start (and the forkserver's) about 17 ms.
-_SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "intent.schema.json"
-_SCHEMA: dict[str, Any] = json.loads(_SCHEMA_PATH.read_text(encoding="utf-8"))
-_VALIDATE = fastjsonschema.compile(_SCHEMA, use_default=False)  # data stays as parsed
-_PROPERTIES: frozenset[str] = frozenset(_SCHEMA["properties"])
-_REQUIRED: tuple[str, ...] = tuple(_SCHEMA["required"])
+_PROPERTIES: frozenset[str] = frozenset(SCHEMA["properties"])
+_REQUIRED: tuple[str, ...] = tuple(SCHEMA["required"])
 
 
 def _schema_reason(exc: Any) -> str:
@@ -57,6 +52,14 @@ def _schema_reason(exc: Any) -> str:
     return f"schema: {where}: {what}"
 
 
+@cache
+def _compiled() -> tuple[Callable[[Any], Any], type[Exception]]:
+    """The compiled schema and its error (:mod:`.compiled`), imported at the first check."""
+    from conductor_loop.intent_schema.compiled import INVALID, VALIDATE
+
+    return VALIDATE, INVALID
+
+
 def _structure(data: dict[str, Any]) -> None:
     unknown = data.keys() - _PROPERTIES
     if unknown:
@@ -64,9 +67,10 @@ def _structure(data: dict[str, Any]) -> None:
     missing = [key for key in _REQUIRED if key not in data]
     if missing:
         raise Rejected("missing required field(s): " + ", ".join(missing))
+    validate, invalid = _compiled()
     try:
-        _VALIDATE(data)
-    except fastjsonschema.JsonSchemaValueException as exc:
+        validate(data)
+    except invalid as exc:
         raise Rejected(_schema_reason(exc)) from None
     problems = [
         f"{key}: {shown(data[key])} is not a DNS-1123 name ({LABEL_RULE})"
