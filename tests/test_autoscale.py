@@ -107,8 +107,9 @@ def test_cpu_idle_from_proc_stat(tmp_path: Path, before: str, after: str, idle: 
 
 
 def test_cpu_idle_of_this_host_and_of_a_missing_file(tmp_path: Path) -> None:
-    """The real ``/proc/stat`` gives a share in [0, 1] once ticks passed; a missing file says 1.0."""
+    """The real ``/proc/stat`` parses and gives a share in [0, 1] once ticks passed; a missing file says 1.0."""
     cpu = CpuIdle()
+    assert cpu._ticks() is not None, "this host's /proc/stat first line did not parse"
     cpu()
     sum(i * i for i in range(300_000))  # let some ticks pass
     assert 0.0 <= cpu() <= 1.0

@@ -603,4 +603,3 @@ def test_alert_rules_promtool(tmp_path: Path) -> None:
     tests.write_text(_RULE_TESTS.format(rules=json.dumps(str(bare))))
     proc = subprocess.run([tool, "test", "rules", str(tests)], capture_output=True, text=True, timeout=50)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-

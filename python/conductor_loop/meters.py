@@ -55,7 +55,6 @@ class Meters(Protocol):
     @property
     def last_success_timestamp(self) -> Level: ...
 
-
     def observe_outcome(self, outcome: str, duration_s: float | None, *, timed_out: bool = False) -> None:
         """Count one filed intent (``outcome``: success, failed or skipped)."""
 
