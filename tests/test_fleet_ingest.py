@@ -7,6 +7,7 @@ results, a file changed since its claim, tasks never acked (max-deliver); the br
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conductor_loop.fleet.archive import pack
+from conductor_loop.fleet.protocol import task_id
 from fleethand import HandWorker, tar_gz
 from loopproc import LoopProcess, wait_for
 from natsserver import NatsServer
@@ -254,6 +256,44 @@ def test_after_a_kill_the_restarted_ingest_republishes_the_same_task_and_accepts
             assert second.stop() == 0
     finally:
         hand.close()
+
+
+def left_in_flight(handoff: Path, name: str) -> str:
+    """``name`` written and saved as in flight, as a run killed between saving a task and publishing it leaves
+    it (``.conductor/fleet-inflight.json``, the ingest's own format); returns the task id."""
+    sha = hashlib.sha256(write_intent(handoff, name).read_bytes()).hexdigest()
+    tid = task_id(str(handoff / name), sha, 1)
+    state = handoff / ".conductor"
+    state.mkdir(mode=0o700, exist_ok=True)
+    (state / "fleet-inflight.json").write_text(json.dumps({"v": 1, "tasks": {tid: [name, sha, 1]}}))
+    return tid
+
+
+@pytest.mark.parametrize("broker_at_start", [True, False], ids=["broker-up", "broker-down-at-start"])
+def test_a_task_saved_but_never_published_goes_out_after_a_restart_with_the_brokers_result_cap(
+        nats: NatsServer, dirs: tuple[Path, Path], tmp_path: Path, broker_at_start: bool) -> None:
+    handoff, out = dirs
+    tid = left_in_flight(handoff, "intent-s.json")
+    if not broker_at_start:
+        nats.stop()
+    loop = LoopProcess(handoff, out, "--executor", "fleet", "--broker", nats.url, "--debounce", "50ms",
+                       "--fleet-lease", "2s")
+    with loop:
+        loop.wait_event("fleet.adopted", count=1)
+        if not broker_at_start:
+            loop.wait_event("fleet.broker_unreachable")
+            nats.start()
+        loop.ready()
+        hand = HandWorker(nats.url)
+        try:
+            task, msg = hand.take()  # a task without a result cap is no task: decode_task refuses it
+            assert (task.task_id, task.max_result_bytes > 0) == (tid, True)
+            hand.answer(task, msg, archive=package_archive(tmp_path, 3)[0], files=1)
+            wait_for(lambda: filed(handoff, "intent-s.json"), what="the adopted intent filed")
+        finally:
+            hand.close()
+        assert status(handoff, "intent-s.json")["fleet_task"] == tid
+        assert loop.stop() == 0
 
 
 def test_sigterm_waits_for_results_in_flight_then_leaves_the_rest_claimed_for_the_next_start(

@@ -57,6 +57,16 @@ def test_no_room_once_the_tasks_held_reach_the_byte_cap_and_one_may_cross_it() -
     assert Flights(8, 2.0, 3, 30.0, FakeClock()).room() == 8  # no byte cap given: the count alone
 
 
+def test_a_task_re_encoded_with_the_result_cap_counts_its_new_bytes() -> None:
+    fs = Flights(cap=8, lease=2.0, max_deliver=3, timeout=30.0, clock=FakeClock(), bytes_cap=100)
+    f = flight("t1")
+    fs.add(f)
+    fs.rebody(f, b"a longer body", 4096)
+    assert (f.body, f.result_cap, fs.bytes) == (b"a longer body", 4096, 13)
+    fs.take("t1")
+    assert fs.bytes == 0
+
+
 def test_a_failed_publish_backs_off_doubling_to_the_cap() -> None:
     clock = FakeClock()
     fs = Flights(4, 2.0, 3, 30.0, clock)

@@ -85,6 +85,15 @@ def test_task_round_trip_keeps_the_bytes_exactly() -> None:
     assert p.decode_task(p.encode_task(p.Task(**{**_fields(task), "scaling": True}))).scaling is True
 
 
+def test_a_task_encoded_without_a_result_cap_is_refused_until_it_carries_one() -> None:
+    data = b'{"x": 1}\n\x00'
+    body = p.encode_task(p.Task(**{**_fields(_task(data)), "max_result_bytes": 0}))
+    with pytest.raises(p.ProtocolError, match="max_result_bytes"):
+        p.decode_task(body)
+    back = p.decode_task(p.with_result_cap(body, 8192))
+    assert (back.max_result_bytes, back.data, back.task_id) == (8192, data, _task(data).task_id)
+
+
 def _fields(task: p.Task) -> dict[str, object]:
     return {k: getattr(task, k) for k in p.Task.__slots__}
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
 from conductor_loop import _core
 from conductor_loop.clock import SYSTEM_CLOCK, Clock
@@ -61,7 +60,8 @@ class Flight:
     #: Times the broker was found to have lost it (its republish then needs a fresh ``Nats-Msg-Id``).
     losses: int = 0
     adopted: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: The result cap (``max_result_bytes``) its body carries: 0 when it was encoded before the broker answered.
+    result_cap: int = 0
 
     @property
     def path(self) -> str:
@@ -113,6 +113,11 @@ class Flights:
         self._by_id[f.task_id] = f
         f.phase, f.publishes = Phase.PUBLISHING, f.publishes + 1
         self.changed = True
+
+    def rebody(self, f: Flight, body: bytes, result_cap: int) -> None:
+        """``f`` is published from now on as ``body``, which carries ``result_cap``."""
+        self.bytes += len(body) - len(f.body)
+        f.body, f.result_cap = body, result_cap
 
     def get(self, task_id: str) -> Flight | None:
         """The flight of ``task_id``, if it is in flight."""

@@ -26,7 +26,14 @@ from conductor_loop.fleet import bridge as b
 from conductor_loop.fleet import flights as fl
 from conductor_loop.fleet.accept import Acceptor, RemoteExecutor, RemoteProcessor, failure
 from conductor_loop.fleet.ingestmetrics import FleetMetrics
-from conductor_loop.fleet.protocol import FleetNames, ProtocolError, decode_result, encode_task, make_task
+from conductor_loop.fleet.protocol import (
+    FleetNames,
+    ProtocolError,
+    decode_result,
+    encode_task,
+    make_task,
+    with_result_cap,
+)
 from conductor_loop.layout import Layout
 from conductor_loop.metrics import Metrics
 from conductor_loop.records import FatalError, Outcome, WorkerSettings, WorkItem, WorkResult
@@ -110,12 +117,13 @@ class FleetPool:
         return len(self.flights)
 
     def start(self) -> None:
-        """Take back what an earlier run left out (before any result is pulled: their results count), then
-        connect (waiting briefly: the loop starts whether the broker answers or not)."""
-        self._unsent = self._adopt_left(self.queue) if self._adopt else []
-        self._save()
+        """Connect (waiting briefly: the loop starts whether the broker answers or not), then take back what an
+        earlier run left out, before any result is pulled (their results count). Connecting first gives the
+        adopted tasks the broker's result cap; a task encoded without it is re-encoded before it goes out."""
         self.bridge.start_and_wait(2.0)
         self._events()
+        self._unsent = self._adopt_left(self.queue) if self._adopt else []
+        self._save()
         if not self.health.up:
             self.telemetry.note("fleet.broker_unreachable", level=30, broker=self.cfg.broker, reason=self.health.reason)
         self.bridge.consume()
@@ -191,11 +199,13 @@ class FleetPool:
         task = make_task(item.path, prep.content, sha256=res.sha256, attempt=item.attempt, mode=self.cfg.mode,
                          timeout=self.cfg.timeout, max_result_bytes=self.result_cap,
                          scaling=prep.request.intent.scaling)
-        f = fl.Flight(task.task_id, item, res, prep.t0, encode_task(task))
+        f = fl.Flight(task.task_id, item, res, prep.t0, encode_task(task), result_cap=self.result_cap)
         self.flights.add(f)
         return f
 
     def _send(self, f: fl.Flight, *, again: bool) -> None:
+        if f.result_cap != self.result_cap and self.result_cap > 0:  # encoded before the broker answered
+            self.flights.rebody(f, with_result_cap(f.body, self.result_cap), self.result_cap)
         if again:
             self.metrics.republishes.inc()
         self.bridge.publish(f.task_id, f.body, f.msg_id)

@@ -154,6 +154,13 @@ def encode_task(task: Task) -> bytes:
     return _join(meta, task.data)
 
 
+def with_result_cap(body: bytes, max_result_bytes: int) -> bytes:
+    """The task body ``body`` carrying ``max_result_bytes`` (a task encoded before the broker's cap was known)."""
+    meta, data = _split(body)
+    meta["max_result_bytes"] = max_result_bytes
+    return _join(meta, data)
+
+
 def decode_task(body: bytes) -> Task:
     """The task in a message body; raises :class:`ProtocolError` when any field is missing or wrong.
 
