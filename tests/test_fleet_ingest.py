@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conductor_loop.fleet.archive import pack
+from conductor_loop.fleet.flights import MAX_LOSSES
 from conductor_loop.fleet.protocol import task_id
 from fleethand import HandWorker, tar_gz
 from loopproc import LoopProcess, wait_for
@@ -370,6 +371,25 @@ def test_a_task_the_broker_lost_is_published_again_after_the_ingest_side_deadlin
             assert counter(loop, "conductor_fleet_republishes_total") == 1
         finally:
             hand.close()
+        assert loop.stop() == 0
+
+
+def test_a_task_every_worker_refuses_is_not_republished_for_ever_its_intent_fails_with_a_reason(
+        nats: NatsServer, dirs: tuple[Path, Path]) -> None:
+    handoff, out = dirs
+    with fleet_loop(nats, handoff, out, "--fleet-lease", "1s", "--fleet-max-deliver", "1", "--timeout", "1s") as loop:
+        hand = HandWorker(nats.url)
+        try:
+            write_intent(handoff, "intent-r.json")
+            for _ in range(MAX_LOSSES + 1):  # as a worker does with a task it cannot read: terminated
+                _task, msg = hand.take()
+                hand.run(msg.term())
+            wait_for(lambda: filed(handoff, "intent-r.json"), what="filed once the broker lost it too often")
+        finally:
+            hand.close()
+        assert filed(handoff, "intent-r.json") == "failed"
+        assert f"lost its task {MAX_LOSSES + 1} times" in str(status(handoff, "intent-r.json")["message"])
+        assert len([e for e in loop.events() if e["event"] == "fleet.republished"]) == MAX_LOSSES
         assert loop.stop() == 0
 
 

@@ -105,6 +105,21 @@ def test_the_deadline_probes_once_and_a_lost_task_is_published_again_a_present_o
     assert fs.by_seq(9) is again and fs.by_seq(5) is None
 
 
+def test_a_task_lost_more_than_max_losses_times_is_not_published_again() -> None:
+    clock = FakeClock()
+    fs = Flights(4, lease=1.0, max_deliver=1, timeout=1.0, clock=clock)
+    fs.add(flight("t1"))
+    given_up = []
+    for seq in range(1, flights.MAX_LOSSES + 2):
+        fs.published("t1", seq=seq)
+        clock.advance(fs.deadline_s)
+        assert [f.task_id for f in fs.due_probe()] == ["t1"]
+        lost = fs.probed("t1", present=False)
+        assert lost is not None and lost.losses == seq
+        given_up.append(lost.lost_too_often)
+    assert given_up == [False] * flights.MAX_LOSSES + [True]
+
+
 def test_the_table_is_saved_and_loaded_by_intent_name(tmp_path: Path) -> None:
     fs = Flights(4, 2.0, 3, 30.0, FakeClock())
     fs.add(flight("t1", "/h/intent-a.json", "b" * 64, attempt=2))

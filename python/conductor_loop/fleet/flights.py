@@ -11,7 +11,8 @@ rules of the ingest side (docs/operations.md, "Fleet mode"):
   10 s), the intent staying claimed in the handoff;
 - the ingest-side deadline: a task without a result ``lease x (max_deliver + 1) + timeout`` after it
   went out is probed (is it still in the task stream?); one the broker lost is published again (the
-  same task id, under a fresh ``Nats-Msg-Id``: the duplicate window would drop it otherwise);
+  same task id, under a fresh ``Nats-Msg-Id``: the duplicate window would drop it otherwise), at most
+  ``MAX_LOSSES`` times;
 - only a result whose task is in flight counts (:meth:`Flights.take`); any other is a duplicate.
 """
 
@@ -29,6 +30,9 @@ from conductor_loop.records import WorkItem, WorkResult
 #: Backoff of a failed publish: first delay, and the longest.
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 10.0
+#: A task the broker lost more often than this is not published again: its intent fails. A task every worker
+#: refuses (``fleet.worker.bad_task``: one it cannot read) is terminated at each delivery, so it is lost each time.
+MAX_LOSSES = 3
 
 
 class Phase(str, Enum):
@@ -67,6 +71,11 @@ class Flight:
     def path(self) -> str:
         """The intent's path in the handoff."""
         return self.item.path
+
+    @property
+    def lost_too_often(self) -> bool:
+        """The broker lost it more than ``MAX_LOSSES`` times: not published again, its intent fails."""
+        return self.losses > MAX_LOSSES
 
     @property
     def msg_id(self) -> str:

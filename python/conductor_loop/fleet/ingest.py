@@ -242,11 +242,7 @@ class FleetPool:
             elif isinstance(ev, b.MaxDelivered):
                 self._max_delivered(ev)
             elif isinstance(ev, b.Probed):
-                f = self.flights.probed(ev.task_id, ev.present)
-                if f is not None:
-                    self.telemetry.note("fleet.republished", level=30, intent=os.path.basename(f.path),
-                                        task=f.task_id, reason="the broker lost the task (ingest-side deadline)")
-                    self._send(f, again=True)
+                self._probed(ev)
             elif isinstance(ev, b.BrokerState):
                 self._broker(ev)
             elif isinstance(ev, b.LimitsFailed):
@@ -259,6 +255,20 @@ class FleetPool:
             self.metrics.broker_up.set(1 if ev.up else 0)
             self.telemetry.note("fleet.broker", level=20 if ev.up else 30, up=ev.up, broker=self.cfg.broker,
                                 reason=ev.reason)
+
+    def _probed(self, ev: b.Probed) -> None:
+        f = self.flights.probed(ev.task_id, ev.present)
+        if f is None:
+            return
+        if f.lost_too_often:
+            self.flights.take(f.task_id)
+            out = failure(f"the broker lost its task {f.losses} times (ingest-side deadline); no worker ran it: a "
+                          "worker refuses a task it cannot read (fleet.worker.bad_task in its log)")
+            self._decide(self.acceptor.fold(f, out, worker="", delivery=0))
+            return
+        self.telemetry.note("fleet.republished", level=30, intent=os.path.basename(f.path), task=f.task_id,
+                            reason="the broker lost the task (ingest-side deadline)")
+        self._send(f, again=True)
 
     def _publish_failed(self, ev: b.PublishFailed) -> None:
         f = self.flights.failed(ev.task_id)
