@@ -160,6 +160,38 @@ def test_forkserver_starts_when_the_staff_expects_work_and_preloads() -> None:
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
+_WARM = (
+    "import os, sys\n"
+    "from conductor_loop.warmup import warm_workers\n"
+    "def kids():\n"
+    "    return [open(f'/proc/{c}/cmdline', 'rb').read() for t in os.listdir('/proc/self/task')\n"
+    "            for c in open(f'/proc/self/task/{t}/children').read().split()]\n"
+    "handoff, once = sys.argv[1], sys.argv[2] == 'once'\n"
+    "if once:\n"
+    "    assert warm_workers(handoff, (), True) is False and kids() == [], kids()\n"
+    "    open(os.path.join(handoff, 'intent-a.json'), 'w').close()\n"
+    "assert warm_workers(handoff, (), once) is True\n"
+    "assert any(b'multiprocessing.forkserver' in k and b'conductor_loop.worker' in k for k in kids()), kids()\n"
+    "assert 'conductor_loop.worker' not in sys.modules  # imported there, not here\n"
+    "print('ok')\n"
+)
+
+
+@pytest.mark.parametrize("mode", ["once", "watch"])
+def test_the_command_line_starts_the_forkserver_early_unless_a_once_run_has_no_intent(tmp_path: Path,
+                                                                                     mode: str) -> None:
+    """``warmup.warm_workers``: a once-run over a handoff holding no intent candidate (a note, a hidden file, the
+    loop's own directories) starts no process; with one, or in watch mode, the forkserver runs with the worker's
+    modules to preload (a fresh interpreter each, so no forkserver of an earlier test)."""
+    handoff = tmp_path / "handoff"
+    (handoff / "processed").mkdir(parents=True)
+    (handoff / "notes.txt").write_text("not an intent")
+    (handoff / ".intent-b.json").write_text("{}")
+    r = subprocess.run([sys.executable, "-c", _WARM, str(handoff), mode], capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
 @pytest.mark.parametrize(("backlog", "once", "started"), [(0, True, 0), (0, False, 1), (1, True, 1), (5, True, 2)])
 def test_first_workers_by_backlog_and_mode(pool: Pool, backlog: int, once: bool, started: int) -> None:
     """A once-run with nothing to do starts no worker; watch mode starts the floor; a backlog up to the ceiling."""

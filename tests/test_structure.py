@@ -157,11 +157,11 @@ def test_a_worker_loads_no_command_line() -> None:
 
     import tomllib
 
-    from conductor_loop.executors import WORKER_PRELOAD
+    from conductor_loop.warmup import WORKER_PRELOAD
 
     scripts = tomllib.loads((PKG.parent.parent / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, _func = scripts["conductor-loop"].partition(":")
-    loaded = [module, "conductor_loop.worker", "conductor_loop.pool", *WORKER_PRELOAD]
+    loaded = [module, *WORKER_PRELOAD]
     code = f"import sys; import {', '.join(loaded)}; print(sorted(m for m in sys.modules if m == 'click' or "
     code += "m.startswith(('click.', 'conductor_loop.cli'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

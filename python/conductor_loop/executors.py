@@ -18,14 +18,9 @@ from conductor_loop.pool import Pool
 from conductor_loop.records import WorkerSettings, WorkResult
 from conductor_loop.staff import Staff, worker_bounds
 from conductor_loop.telemetry import Telemetry
+from conductor_loop.warmup import WORKER_PRELOAD
 from conductor_loop.worker import worker_main
 from conductor_loop.workqueue import WorkQueue
-
-#: Imported once in the forkserver rather than in every worker (besides the worker's own module, which the
-#: pool preloads): ``conductor_loop.porch``, which the built-in executor imports at its first intent, and the
-#: built-in schema compiled, which the loop's own process never needs. Not the command line: the entry script
-#: every child re-runs imports only :mod:`conductor_loop.entry`.
-WORKER_PRELOAD = ("conductor_loop.porch", "conductor_loop.intent_schema.compiled")
 
 
 class LoopPool(Protocol):

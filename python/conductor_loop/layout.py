@@ -278,6 +278,14 @@ class Layout:
                     hostile.append(entry.path)
         return intents, hostile
 
+    def has_candidate(self) -> bool:
+        """True when the handoff holds an intent candidate (listed up to the first; False when it cannot be)."""
+        try:
+            with os.scandir(self.root) as it:
+                return any(self.rule.is_intent(entry.name) for entry in it)
+        except OSError:
+            return False
+
     def make_dirs(self, out: str | None = None) -> None:
         """Create the layout (and ``out``); raises ``OSError``."""
         for d in (self.root, self.processed, self.failed, self.status, *((out,) if out else ())):

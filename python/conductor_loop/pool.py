@@ -89,7 +89,7 @@ class Pool:
         self.target = target
         self.ctx = mp.get_context(start_method)
         if start_method == "forkserver":
-            self.ctx.set_forkserver_preload([target.__module__, __name__, *preload])
+            self.ctx.set_forkserver_preload(list(dict.fromkeys([target.__module__, __name__, *preload])))
         self.heartbeat: Any = self.ctx.Array("d", MAX_SLOTS, lock=False)
         #: Set once by :meth:`hand_back`; every worker reads it before it starts an item.
         self.stopping: Any = self.ctx.Value("b", 0, lock=False)

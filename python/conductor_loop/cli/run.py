@@ -36,6 +36,7 @@ def run(**params: Any) -> None:
     """Run the loop: watch (default) or drain the backlog once (--once)."""
     from conductor_loop.executor import load_executor, resolve_porch
     from conductor_loop.logs import setup_logging
+    from conductor_loop.warmup import warm_workers
 
     cfg, _sources = resolve_or_exit(params)
     executor = None
@@ -51,8 +52,10 @@ def run(**params: Any) -> None:
         fail(EXIT_USAGE, str(exc))
     if cfg.dry_run:
         sys.exit(_dry_run(cfg))
-    if cfg.executor == "fleet" and not cfg.dry_run:
+    if cfg.executor == "fleet":
         _check_fleet(cfg)
+    else:  # before the loop's own imports: the workers' forkserver boots meanwhile
+        warm_workers(cfg.handoff, tuple(cfg.patterns), cfg.once)
     sys.exit(_run_loop(cfg, params, executor))
 
 

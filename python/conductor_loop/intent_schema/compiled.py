@@ -2,7 +2,7 @@
 library's import as much again).
 
 :mod:`.builtin` imports it at its first check. The loop's own process never checks an intent, so it never
-pays for it; the workers' forkserver preloads it (``conductor_loop.executors.WORKER_PRELOAD``), so every
+pays for it; the workers' forkserver preloads it (``conductor_loop.warmup.WORKER_PRELOAD``), so every
 worker is forked with it compiled.
 """
 
