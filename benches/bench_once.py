@@ -14,8 +14,9 @@ filesystem (scratch directories under ``target/bench-tmp``), every round on a fr
 
 The loop is timed as a user runs it: a subprocess, start-up included. The loop's own reported rate (from
 its summary line, start-up excluded), its mean group size (intents per ``syncfs`` + SQLite commit) and the
-seconds its workers sat idle with intents ready (both from ``status --json``'s ``last_run``) are printed
-and kept in the report's ``extra_info``. Baseline and loop rounds alternate (each loop round right after a
+seconds its workers sat idle with intents ready (both from ``status --json``'s ``last_run``, read after the
+timed run: until 2026-12-04 that command was timed with the run) are printed and kept in the report's
+``extra_info``. Baseline and loop rounds alternate (each loop round right after a
 baseline round, so a noisy neighbour hits both alike); each side counts its best of ``BENCH_ONCE_ROUNDS``
 (default 2) rounds. Before each timed run the backlog's own writes (and the previous round's) are synced.
 ``BENCH_ONCE_INTENTS`` (default 5000) sets the corpus size.
@@ -126,6 +127,9 @@ class LoopRounds:
         assert m, f"no summary line in {r.stdout!r}"
         assert (int(m[1]), int(m[2]), int(m[3])) == (N, 0, 0), m[0]
         self.reported.append(float(m[5]))
+
+    def teardown(self, handoff: Path, _out: Path) -> None:
+        """pytest-benchmark ``teardown`` (untimed): the loop's own account of the round just run."""
         self.pipeline.append(last_run(handoff))
 
     def check_filed(self) -> None:
@@ -174,7 +178,7 @@ def test_bench_once(case: str, benchmark: Any, record_figure: Any, scratch: Scra
     """The loop's once-run beside its baseline: built-in vs floor (a), ``/bin/true`` vs floor (b) and (c)."""
     porch, baseline, suffix, baseline_name, target = CASES[case]
     loop = LoopRounds(scratch, porch, baseline)
-    benchmark.pedantic(loop, setup=loop.setup, rounds=ROUNDS, iterations=1)
+    benchmark.pedantic(loop, setup=loop.setup, teardown=loop.teardown, rounds=ROUNDS, iterations=1)
     loop.check_filed()
     _extra(benchmark, loop)
     record_figure(
