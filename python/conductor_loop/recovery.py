@@ -17,12 +17,8 @@ Each step reports what it did as :class:`~conductor_loop.telemetry.Note` events.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
-import shutil
-import stat
-import tempfile
 from collections.abc import Sequence
 
 from conductor_loop import _core
@@ -161,34 +157,3 @@ class Recovery:
             self.layout.anchor.fsync_dir(self.layout.root)
             self.state.mark_filed(finished)
         return len(finished)
-
-
-#: AF_UNIX paths are at most 107 bytes; multiprocessing adds ``/pymp-XXXXXXXX/listener-XXXXXXXX``.
-_SOCKET_DIR_MAX = 107 - 32
-
-
-def private_tempdir(layout: Layout) -> str:
-    """Point multiprocessing's temp files (the forkserver's socket directory) at a directory of this
-    handoff's own, emptied of what a killed predecessor left there; returns it.
-
-    ``multiprocessing`` makes a ``pymp-*`` directory in the temp dir and removes it at a clean exit only,
-    so every SIGKILL used to leak one in ``/tmp``. Holding the handoff's lock, this loop is the only user
-    of ``<tmp>/cl-<uid>-<hash of the handoff>``, so whatever is in it is stale. (A temp dir so long that
-    the forkserver's socket path would not fit keeps multiprocessing's default.)
-    """
-    key = hashlib.sha256(os.fsencode(layout.root)).hexdigest()[:12]
-    base = os.path.join(tempfile.gettempdir(), f"cl-{os.getuid()}-{key}")
-    if len(os.fsencode(base)) > _SOCKET_DIR_MAX:  # the forkserver's socket path would not fit
-        return tempfile.gettempdir()
-    if tempfile.tempdir == base:
-        return base  # this process set it up already: its own forkserver may live there
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(base, 0o700)
-    st = os.lstat(base)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():  # someone else's: do not use it
-        base = tempfile.mkdtemp(prefix="conductor-loop-")
-    for name in os.listdir(base):
-        if name.startswith("pymp-"):
-            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-    tempfile.tempdir = base  # read by multiprocessing.util.get_temp_dir() when the pool first starts
-    return base

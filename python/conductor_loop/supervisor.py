@@ -41,7 +41,7 @@ from conductor_loop.pool import Death
 from conductor_loop.quarantine import Quarantine
 from conductor_loop.recorder import Recorder
 from conductor_loop.records import ABORT_SIGNAL, FatalError, Outcome, RetryPolicy, RunSummary, WorkerSettings
-from conductor_loop.recovery import Recovery, private_tempdir
+from conductor_loop.recovery import Recovery
 from conductor_loop.results import Results
 from conductor_loop.retention import Retention
 from conductor_loop.signals import SignalInbox
@@ -50,6 +50,7 @@ from conductor_loop.state import StateStore
 from conductor_loop.storage import StorageGuard
 from conductor_loop.telemetry import Figures, HandoffChecked, Phase, StateOpened, Swept, Telemetry, WatchNews
 from conductor_loop.waitset import WaitSet
+from conductor_loop.warmup import private_tempdir
 from conductor_loop.watch import WatchSource, choose_backend
 from conductor_loop.workqueue import WorkQueue
 
@@ -150,7 +151,7 @@ class Supervisor:
         backend, why = choose_backend(self.layout.root, self.cfg.watch)
         self.watch = self.feed.watch = WatchSource(self.layout, self._debounce_ms(), backend, self.cfg.poll_interval)
         self.telemetry.emit(WatchNews(alive=True, reason="watching"))
-        private_tempdir(self.layout)
+        private_tempdir(self.layout, clean=True)  # holding the lock: what else is there was left by a kill
         self.pool, self.staff = executor_side(self.cfg, self._settings(), self.layout, self.telemetry, self.queue,
                                               self.start_method)
         backlog = self.recover()
