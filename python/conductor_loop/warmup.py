@@ -33,7 +33,6 @@ WORKER_PRELOAD = ("conductor_loop.worker", "conductor_loop.pool", "conductor_loo
 #: AF_UNIX paths are at most 107 bytes; multiprocessing adds ``/pymp-XXXXXXXX/listener-XXXXXXXX``.
 _SOCKET_DIR_MAX = 107 - 32
 
-
 #: The temp dir this process pointed multiprocessing at, by handoff root.
 _pointed: dict[str, str] = {}
 
@@ -89,6 +88,9 @@ def warm_workers(handoff: str, patterns: tuple[str, ...], once: bool) -> bool:
     layout = Layout(handoff, patterns)
     if once and not layout.has_candidate():
         return False
-    private_tempdir(layout, clean=False)
-    start_forkserver()
+    try:
+        private_tempdir(layout, clean=False)
+        start_forkserver()
+    except OSError:  # no temp dir, no process to be had: the loop starts it later, and says why if it cannot
+        return False
     return True
