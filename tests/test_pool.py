@@ -134,7 +134,7 @@ def test_forkserver_starts_when_the_staff_expects_work_and_preloads() -> None:
     watch mode) it runs, its imports under way before any spawn, told to preload what the pool was given,
     which the loop's own process never imported (a fresh interpreter, so no forkserver of an earlier test)."""
     script = (
-        "import os, sys\n"
+        "import os, sys, time\n"
         "from conductor_loop.health import Health\n"
         "from conductor_loop.metrics import Metrics\n"
         "from conductor_loop.pool import Pool\n"
@@ -150,7 +150,12 @@ def test_forkserver_starts_when_the_staff_expects_work_and_preloads() -> None:
         "staff.start(0, True)\n"
         "assert kids() == [] and p.size == 0, kids()\n"
         "staff.prepare(3, True)\n"
-        "assert any(b'multiprocessing.forkserver' in k and b'conductor_loop.porch' in k for k in kids()), kids()\n"
+        "def forkserver():  # its command line is there once its exec is done (an empty one until then)\n"
+        "    return any(b'multiprocessing.forkserver' in k and b'conductor_loop.porch' in k for k in kids())\n"
+        "deadline = time.monotonic() + 20\n"
+        "while not forkserver() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.02)\n"
+        "assert forkserver(), kids()\n"
         "assert 'conductor_loop.porch' not in sys.modules  # imported there, not here\n"
         "p.stop(timeout=5)\n"
         "print('ok')\n"
@@ -161,7 +166,7 @@ def test_forkserver_starts_when_the_staff_expects_work_and_preloads() -> None:
 
 
 _WARM = (
-    "import os, sys\n"
+    "import os, sys, time\n"
     "from conductor_loop.warmup import warm_workers\n"
     "def kids():\n"
     "    return [open(f'/proc/{c}/cmdline', 'rb').read() for t in os.listdir('/proc/self/task')\n"
@@ -171,7 +176,12 @@ _WARM = (
     "    assert warm_workers(handoff, (), True) is False and kids() == [], kids()\n"
     "    open(os.path.join(handoff, 'intent-a.json'), 'w').close()\n"
     "assert warm_workers(handoff, (), once) is True\n"
-    "assert any(b'multiprocessing.forkserver' in k and b'conductor_loop.worker' in k for k in kids()), kids()\n"
+    "def forkserver():  # its command line is there once its exec is done (an empty one until then)\n"
+    "    return any(b'multiprocessing.forkserver' in k and b'conductor_loop.worker' in k for k in kids())\n"
+    "deadline = time.monotonic() + 20\n"
+    "while not forkserver() and time.monotonic() < deadline:\n"
+    "    time.sleep(0.02)\n"
+    "assert forkserver(), kids()\n"
     "assert 'conductor_loop.worker' not in sys.modules  # imported there, not here\n"
     "print('ok')\n"
 )
